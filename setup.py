@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="amp-luigi",
+    version="0.1.0",
+    description="Amplitude raw event export to Amazon S3, day by day, as a Luigi task graph.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["amp_luigi", "amp_luigi.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "luigi>=3.8,<4",
+        "boto3>=1.36",
+        "requests>=2.31",
+        "python-dotenv>=1.0",
+        "isal>=1.6",
+    ],
+    extras_require={
+        "test": [
+            "moto[server,s3]>=5.1",
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-requests",
+        ],
+    },
+    entry_points={"console_scripts": ["amp-luigi=amp_luigi.__main__:main"]},
+)
