@@ -1,0 +1,58 @@
+"""Hour ranges as Amplitude's Export API sees them: UTC, both ends inclusive.
+
+A day is asked for as one range; when Amplitude refuses it as too large the range is halved until
+the parts are accepted or a single hour is left. Halving keeps the invariant that the parts cover
+every hour of the original exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+HOUR = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, order=True)
+class HourRange:
+    """Hours `start` to `end`, both inclusive, as naive UTC datetimes on the hour."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"hour range ends before it starts: {self}")
+
+    @classmethod
+    def day(cls, date: dt.date) -> HourRange:
+        start = dt.datetime.combine(date, dt.time())
+        return cls(start, start + 23 * HOUR)
+
+    @property
+    def hours(self) -> int:
+        return (self.end - self.start) // HOUR + 1
+
+    def halves(self) -> tuple[HourRange, HourRange]:
+        """Two ranges, earlier first, that together cover this one exactly; needs at least two hours."""
+        if self.hours < 2:
+            raise ValueError(f"a single hour cannot be split: {self}")
+        middle = self.start + (self.hours // 2 - 1) * HOUR
+        return HourRange(self.start, middle), HourRange(middle + HOUR, self.end)
+
+    def query(self) -> dict[str, str]:
+        """The Export API's `start` and `end` parameters."""
+        return {"start": f"{self.start:%Y%m%dT%H}", "end": f"{self.end:%Y%m%dT%H}"}
+
+    def label(self) -> str:
+        return f"{self.start:%Y%m%dT%H}-{self.end:%Y%m%dT%H}"
+
+
+def available_after(date: dt.date, lag_hours: float) -> dt.datetime:
+    """The moment (naive UTC) from which every hour of `date` can be exported completely."""
+    return dt.datetime.combine(date + dt.timedelta(days=1), dt.time()) + dt.timedelta(hours=lag_hours)
+
+
+def last_available_day(now: dt.datetime, lag_hours: float) -> dt.date:
+    """The newest day whose export is complete at `now` (naive UTC)."""
+    return (now - dt.timedelta(hours=lag_hours)).date() - dt.timedelta(days=1)

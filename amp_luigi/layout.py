@@ -1,0 +1,95 @@
+"""Every local path and S3 key of a day, in one place, so the layout is visible on one screen.
+
+Staging (local), per day under `<data_dir>/<YYYY-MM-DD>/`:
+    export/<start>-<end>.zip   one downloaded archive per requested hour range
+    export/parts.json          the list of ranges and archives: ExportDay's output, written last
+    members/<member>.json.gz   members extracted and checked
+    manifest.json              names, sizes, checksums and event counts: ExtractDay's output
+
+S3, under `<prefix>/`:
+    <YYYY-MM-DD>/<member>.json (or .json.gz with keep_gzip)   the data, one object per member
+    _uploaded/<YYYY-MM-DD>.json                               UploadDay's output, written last
+    _verified/<YYYY-MM-DD>.json                               VerifyDay's output: the verified manifest
+
+The markers carry the date in the file name, not a directory, because Luigi's range tools infer
+completeness by listing a marker's parent directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from amp_luigi.hours import HourRange
+
+VERIFIED_DIR = "_verified"
+UPLOADED_DIR = "_uploaded"
+MEMBER_SUFFIX = ".json.gz"
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(part.strip("/") for part in parts if part)
+
+
+def marker_prefix(prefix: str, kind: str) -> str:
+    return join_key(prefix, kind) + "/"
+
+
+def marker_date(key: str) -> dt.date | None:
+    """The date of a marker key such as `.../_verified/2024-03-01.json`, or None for other keys."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".json"):
+        return None
+    try:
+        return dt.date.fromisoformat(name[: -len(".json")])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class DayLayout:
+    date: dt.date
+    staging_root: Path
+    prefix: str
+    keep_gzip: bool
+
+    @property
+    def day_dir(self) -> Path:
+        return self.staging_root / self.date.isoformat()
+
+    @property
+    def export_dir(self) -> Path:
+        return self.day_dir / "export"
+
+    @property
+    def export_index(self) -> Path:
+        return self.export_dir / "parts.json"
+
+    def archive_path(self, hours: HourRange) -> Path:
+        return self.export_dir / f"{hours.label()}.zip"
+
+    @property
+    def members_dir(self) -> Path:
+        return self.day_dir / "members"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.day_dir / "manifest.json"
+
+    @property
+    def data_prefix(self) -> str:
+        return join_key(self.prefix, self.date.isoformat()) + "/"
+
+    def object_key(self, member: str) -> str:
+        """`<prefix>/<date>/<member>.json`, or the member's own name when gzip is kept."""
+        name = member if self.keep_gzip else member[: -len(".gz")]
+        return self.data_prefix + name
+
+    @property
+    def uploaded_key(self) -> str:
+        return marker_prefix(self.prefix, UPLOADED_DIR) + f"{self.date.isoformat()}.json"
+
+    @property
+    def verified_key(self) -> str:
+        return marker_prefix(self.prefix, VERIFIED_DIR) + f"{self.date.isoformat()}.json"

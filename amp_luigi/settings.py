@@ -1,0 +1,163 @@
+"""Settings: three luigi.Config sections that also build the things they configure.
+
+Every option can be set in `luigi.cfg` (sections `[amplitude]`, `[storage]`, `[staging]`) or, for the
+names the original cron script used, by an environment variable, which wins over the file. A `.env`
+file in the working directory is read too, without overriding the real environment. Secrets are
+private parameters and are never logged or shown in the scheduler (Config classes are not tasks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import luigi
+from dotenv import load_dotenv
+from luigi.parameter import ParameterVisibility
+
+from amp_luigi.errors import ConfigError
+
+load_dotenv(Path.cwd() / ".env", override=False)
+
+EXPORT_URLS = {
+    "eu": "https://analytics.eu.amplitude.com/api/2/export",
+    "us": "https://amplitude.com/api/2/export",
+}
+
+_PRIVATE = ParameterVisibility.PRIVATE
+
+
+def _setting(value: str, section: str, option: str, env: str | None = None, *, required: bool = False) -> str:
+    """The environment variable if set, else the luigi.cfg value; a required one must be one of them."""
+    resolved = (os.environ.get(env, "") if env else "") or value
+    if required and not resolved:
+        where = f"the environment variable {env} or " if env else ""
+        raise ConfigError(
+            f"{option} is not set: set {where}`{option}` in the [{section}] section of luigi.cfg."
+        )
+    return resolved
+
+
+class amplitude(luigi.Config):
+    """How to reach Amplitude's Export API, and how hard to try."""
+
+    api_key: str = luigi.Parameter(
+        default="", visibility=_PRIVATE, description="Project API key (AMP_API_KEY)."
+    )
+    secret_key: str = luigi.Parameter(
+        default="", visibility=_PRIVATE, description="Project secret key (AMP_SECRET_KEY)."
+    )
+    region: str = luigi.Parameter(default="eu", description="Data region of the project: eu or us.")
+    url: str = luigi.Parameter(
+        default="", description="Full export URL; overrides region (AMP_EXPORT_URL), e.g. a local emulator."
+    )
+    availability_lag_hours: float = luigi.FloatParameter(
+        default=2.0, description="Hours after an hour ends before Amplitude has all of it for export."
+    )
+    first_date = luigi.DateParameter(
+        default=None, description="First day the project has data; earlier days are refused."
+    )
+    max_attempts: int = luigi.IntParameter(
+        default=3, description="Attempts per request for transient faults (429, 5xx, timeouts, truncation)."
+    )
+    backoff_seconds: float = luigi.FloatParameter(
+        default=5.0, description="Base of the exponential backoff between attempts (with jitter)."
+    )
+    max_backoff_seconds: float = luigi.FloatParameter(
+        default=300.0, description="Upper bound of one wait, including a server's Retry-After."
+    )
+    connect_timeout: float = luigi.FloatParameter(default=15.0, description="Seconds to connect.")
+    read_timeout: float = luigi.FloatParameter(
+        default=900.0, description="Seconds to wait for the next byte; Amplitude can think for minutes."
+    )
+
+    def export_url(self) -> str:
+        url = _setting(self.url, "amplitude", "url", "AMP_EXPORT_URL")
+        if not url:
+            if self.region not in EXPORT_URLS:
+                raise ConfigError(
+                    f"Unknown Amplitude region {self.region!r}: set `region` in the [amplitude] section of "
+                    f"luigi.cfg to one of {', '.join(sorted(EXPORT_URLS))}, or AMP_EXPORT_URL to a full URL."
+                )
+            return EXPORT_URLS[self.region]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"AMP_EXPORT_URL / [amplitude] url {url!r} is not an http(s) URL: "
+                f"use e.g. {EXPORT_URLS['eu']}."
+            )
+        return url
+
+    def credentials(self) -> tuple[str, str]:
+        return (
+            _setting(self.api_key, "amplitude", "api_key", "AMP_API_KEY", required=True),
+            _setting(self.secret_key, "amplitude", "secret_key", "AMP_SECRET_KEY", required=True),
+        )
+
+
+class storage(luigi.Config):
+    """Where the events land in S3 and how they are uploaded."""
+
+    bucket: str = luigi.Parameter(default="", description="Target bucket (AWS_BUCKET_NAME).")
+    prefix: str = luigi.Parameter(
+        default="python_import", description="Key prefix of all objects (AMP_S3_PREFIX)."
+    )
+    keep_gzip: bool = luigi.BoolParameter(
+        default=False, description="Upload the .json.gz members as they are instead of NDJSON."
+    )
+    upload_threads: int = luigi.IntParameter(default=4, description="Objects uploaded or checked at once.")
+    part_size_mib: int = luigi.IntParameter(default=16, description="Multipart upload part size (MiB, >= 5).")
+    max_attempts: int = luigi.IntParameter(
+        default=8, description="botocore attempts per S3 call (throttling, 5xx), adaptive backoff."
+    )
+    access_key: str = luigi.Parameter(
+        default="", visibility=_PRIVATE, description="AWS access key id (ACCESS_KEY); else the AWS chain."
+    )
+    secret_access_key: str = luigi.Parameter(
+        default="", visibility=_PRIVATE, description="AWS secret key (SECRET_ACCESS_KEY)."
+    )
+
+    def bucket_name(self) -> str:
+        return _setting(self.bucket, "storage", "bucket", "AWS_BUCKET_NAME", required=True)
+
+    def key_prefix(self) -> str:
+        return _setting(self.prefix, "storage", "prefix", "AMP_S3_PREFIX").strip("/")
+
+    def part_size(self) -> int:
+        if self.part_size_mib < 5:
+            raise ConfigError("[storage] part_size_mib must be at least 5: S3 refuses smaller parts.")
+        return self.part_size_mib * 1024 * 1024
+
+    def session(self) -> boto3.session.Session:
+        """A boto3 session; without ACCESS_KEY it uses the standard AWS chain (profiles, roles)."""
+        key = _setting(self.access_key, "storage", "access_key", "ACCESS_KEY")
+        secret = _setting(self.secret_access_key, "storage", "secret_access_key", "SECRET_ACCESS_KEY")
+        if bool(key) != bool(secret):
+            raise ConfigError("Set both ACCESS_KEY and SECRET_ACCESS_KEY, or neither (to use the AWS chain).")
+        return boto3.session.Session(aws_access_key_id=key or None, aws_secret_access_key=secret or None)
+
+    def botocore_config(self) -> botocore.config.Config:
+        # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are read by botocore itself.
+        return botocore.config.Config(
+            retries={"mode": "adaptive", "max_attempts": self.max_attempts},
+            max_pool_connections=max(10, 2 * self.upload_threads),
+            connect_timeout=15,
+            read_timeout=120,
+        )
+
+
+class staging(luigi.Config):
+    """The local working area and the limits that protect it from hostile archives."""
+
+    data_dir: str = luigi.Parameter(default="amp-data", description="Staging directory (AMP_DATA_DIR).")
+    keep: bool = luigi.BoolParameter(default=False, description="Keep a day's staging files after success.")
+    max_inflate_ratio: int = luigi.IntParameter(
+        default=200, description="A member inflating more than this many times its size is refused."
+    )
+    max_line_mib: int = luigi.IntParameter(default=64, description="Longest event line accepted (MiB).")
+
+    def root(self) -> Path:
+        return Path(_setting(self.data_dir, "staging", "data_dir", "AMP_DATA_DIR")).resolve()
