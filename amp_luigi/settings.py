@@ -8,6 +8,8 @@ private parameters and are never logged or shown in the scheduler (Config classe
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,9 +18,13 @@ import boto3
 import botocore.config
 import luigi
 from dotenv import load_dotenv
+from luigi.contrib.s3 import S3Client
 from luigi.parameter import ParameterVisibility
 
+from amp_luigi.amplitude import ExportClient, RetryPolicy
+from amp_luigi.archive import Limits
 from amp_luigi.errors import ConfigError
+from amp_luigi.storage import Bucket, luigi_client
 
 load_dotenv(Path.cwd() / ".env", override=False)
 
@@ -57,8 +63,8 @@ class amplitude(luigi.Config):
     availability_lag_hours: float = luigi.FloatParameter(
         default=2.0, description="Hours after an hour ends before Amplitude has all of it for export."
     )
-    first_date = luigi.DateParameter(
-        default=None, description="First day the project has data; earlier days are refused."
+    first_date: dt.date = luigi.DateParameter(
+        default=dt.date(2012, 1, 1), description="First day the project has data; earlier days are refused."
     )
     max_attempts: int = luigi.IntParameter(
         default=3, description="Attempts per request for transient faults (429, 5xx, timeouts, truncation)."
@@ -97,6 +103,17 @@ class amplitude(luigi.Config):
             _setting(self.secret_key, "amplitude", "secret_key", "AMP_SECRET_KEY", required=True),
         )
 
+    def client(self) -> ExportClient:
+        api_key, secret_key = self.credentials()
+        return ExportClient(
+            self.export_url(),
+            api_key,
+            secret_key,
+            retry=RetryPolicy(self.max_attempts, self.backoff_seconds, self.max_backoff_seconds),
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+
 
 class storage(luigi.Config):
     """Where the events land in S3 and how they are uploaded."""
@@ -131,22 +148,22 @@ class storage(luigi.Config):
             raise ConfigError("[storage] part_size_mib must be at least 5: S3 refuses smaller parts.")
         return self.part_size_mib * 1024 * 1024
 
-    def session(self) -> boto3.session.Session:
-        """A boto3 session; without ACCESS_KEY it uses the standard AWS chain (profiles, roles)."""
+    def _aws_keys(self) -> tuple[str, str]:
         key = _setting(self.access_key, "storage", "access_key", "ACCESS_KEY")
         secret = _setting(self.secret_access_key, "storage", "secret_access_key", "SECRET_ACCESS_KEY")
         if bool(key) != bool(secret):
             raise ConfigError("Set both ACCESS_KEY and SECRET_ACCESS_KEY, or neither (to use the AWS chain).")
-        return boto3.session.Session(aws_access_key_id=key or None, aws_secret_access_key=secret or None)
+        return key, secret
 
-    def botocore_config(self) -> botocore.config.Config:
-        # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are read by botocore itself.
-        return botocore.config.Config(
-            retries={"mode": "adaptive", "max_attempts": self.max_attempts},
-            max_pool_connections=max(10, 2 * self.upload_threads),
-            connect_timeout=15,
-            read_timeout=120,
-        )
+    def open_bucket(self) -> Bucket:
+        """The target bucket through a boto3 client (AWS_ENDPOINT_URL_S3 is read by botocore itself)."""
+        session, config = _aws(*self._aws_keys(), self.max_attempts, self.upload_threads)
+        client = session.client("s3", config=config)
+        return Bucket(client, self.bucket_name(), part_size=self.part_size(), threads=self.upload_threads)
+
+    def target_client(self) -> S3Client:
+        """A luigi S3Client over the same session, for the S3Target markers; one per process."""
+        return _luigi_client(*self._aws_keys(), self.max_attempts, self.upload_threads, _endpoint_env())
 
 
 class staging(luigi.Config):
@@ -161,3 +178,33 @@ class staging(luigi.Config):
 
     def root(self) -> Path:
         return Path(_setting(self.data_dir, "staging", "data_dir", "AMP_DATA_DIR")).resolve()
+
+    def limits(self) -> Limits:
+        return Limits(self.max_inflate_ratio, self.max_line_mib * 1024 * 1024)
+
+
+def _endpoint_env() -> tuple[str, ...]:
+    return tuple(
+        os.environ.get(name, "") for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE")
+    )
+
+
+def _aws(
+    key: str, secret: str, attempts: int, threads: int
+) -> tuple[boto3.session.Session, botocore.config.Config]:
+    """A boto3 session (without ACCESS_KEY: the standard AWS chain) and the client configuration."""
+    session = boto3.session.Session(aws_access_key_id=key or None, aws_secret_access_key=secret or None)
+    config = botocore.config.Config(
+        retries={"mode": "adaptive", "max_attempts": attempts},
+        max_pool_connections=max(10, 2 * threads),
+        connect_timeout=15,
+        read_timeout=120,
+    )
+    return session, config
+
+
+@functools.lru_cache(maxsize=8)
+def _luigi_client(key: str, secret: str, attempts: int, threads: int, endpoint: tuple[str, ...]) -> S3Client:
+    # Cached because Luigi calls output() for every completeness check; `endpoint` is in the key
+    # so a changed AWS_ENDPOINT_URL_S3 gets its own client.
+    return luigi_client(*_aws(key, secret, attempts, threads))

@@ -1,0 +1,231 @@
+"""Reading Amplitude's export archives as untrusted input, one bounded chunk at a time.
+
+Each `*.json.gz` member is copied out of the zip (its zip CRC checked by `zipfile`), inflated on
+the fly (its gzip CRC checked by zlib) and every line parsed as JSON, in the same pass that hashes
+and counts the bytes. Nothing is ever held whole: a member that inflates far beyond its size (a
+bomb) or a line longer than the limit is refused as soon as it shows, with the member named.
+Members are written under their base name only, so no name can reach outside the staging directory,
+and names that try (absolute, `..`, symlinks) reject the whole archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import stat
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from amp_luigi.errors import ArchiveError
+
+try:  # ISA-L inflates several times faster than zlib; the standard library is the fallback.
+    from isal import isal_zlib as gzip_codec
+
+    CODEC_ERRORS: tuple[type[Exception], ...] = (gzip_codec.error, zlib.error)
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    gzip_codec = zlib  # type: ignore[no-redef]
+    CODEC_ERRORS = (zlib.error,)
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+MEMBER_SUFFIX = ".json.gz"
+# Amplitude names members `<project>/<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded.
+MEMBER_NAME = re.compile(r"_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{1,2})#(?P<part>\d+)\.json\.gz$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_inflate_ratio: int = 200
+    max_line_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One checked member: what the manifest says about it."""
+
+    name: str
+    hour: int | None
+    events: int
+    gz_bytes: int
+    gz_sha256: str
+    json_bytes: int
+    json_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MemberRecord:
+        return cls(**data)
+
+
+def read_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def inflate(chunks: Iterable[bytes], member: str, limits: Limits) -> Iterator[bytes]:
+    """Gunzip a stream (several gzip members allowed), in bounded pieces, refusing bombs."""
+    decoder = gzip_codec.decompressobj(wbits=31)
+    started = False
+    consumed = produced = 0
+    try:
+        for chunk in chunks:
+            consumed += len(chunk)
+            pending = chunk
+            while pending:
+                started = True
+                out = decoder.decompress(pending, CHUNK)
+                pending = decoder.unconsumed_tail
+                if decoder.eof:
+                    pending = decoder.unused_data + pending
+                    decoder = gzip_codec.decompressobj(wbits=31)
+                    started = False
+                if out:
+                    produced += len(out)
+                    if produced > limits.max_inflate_ratio * consumed + CHUNK:
+                        raise ArchiveError(
+                            f"member {member} inflates more than {limits.max_inflate_ratio} times its size "
+                            "(a gzip bomb?); refusing it. Raise [staging] max_inflate_ratio if it is genuine."
+                        )
+                    yield out
+    except CODEC_ERRORS as error:
+        raise ArchiveError(f"member {member}: gzip data is corrupt ({error})") from error
+    if started or consumed == 0:
+        raise ArchiveError(f"member {member}: gzip data ends early (truncated member)")
+
+
+class LineChecker:
+    """Counts events and proves every line is a JSON object; a last line without newline is fine."""
+
+    def __init__(self, member: str, limits: Limits) -> None:
+        self.member = member
+        self.max_line = limits.max_line_bytes
+        self.lines = 0
+        self.events = 0
+        self._carry = b""
+
+    def feed(self, data: bytes) -> None:
+        lines = (self._carry + data if self._carry else data).split(b"\n")
+        self._carry = lines.pop()
+        if len(self._carry) > self.max_line:
+            self._fail(self.lines + 1, f"longer than {self.max_line} bytes")
+        for line in lines:
+            self._check(line)
+
+    def finish(self) -> None:
+        if self._carry:
+            self._check(self._carry)
+            self._carry = b""
+
+    def _check(self, line: bytes) -> None:
+        self.lines += 1
+        if len(line) > self.max_line:
+            self._fail(self.lines, f"longer than {self.max_line} bytes")
+        try:
+            event = json.loads(line)
+        except ValueError as error:
+            self._fail(self.lines, f"is not JSON ({error})")
+        if not isinstance(event, dict):
+            self._fail(self.lines, "is JSON but not an event object")
+        self.events += 1
+
+    def _fail(self, line: int, why: str) -> None:
+        raise ArchiveError(f"member {self.member}, line {line} {why}")
+
+
+def safe_member_name(archive: Path, info: zipfile.ZipInfo) -> str:
+    """The member's base name, or ArchiveError if its path or type could escape the staging directory."""
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\x00" in name:
+        raise ArchiveError(f"{archive.name}: member {name!r} has an unsafe path (absolute or with '..')")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise ArchiveError(f"{archive.name}: member {name!r} is a symbolic link")
+    return parts[-1]
+
+
+def extract_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: Limits
+) -> MemberRecord:
+    """Copy one member to `dest` (atomically) while checking, hashing and counting it."""
+    name = dest.name
+    gz_hash, json_hash = hashlib.sha256(), hashlib.sha256()
+    checker = LineChecker(name, limits)
+    gz_bytes = json_bytes = 0
+    partial = dest.with_name(f".{name}.{os.getpid()}.partial")
+
+    def copied(source: BinaryIO, out: BinaryIO) -> Iterator[bytes]:
+        nonlocal gz_bytes
+        for chunk in read_chunks(source):
+            out.write(chunk)
+            gz_hash.update(chunk)
+            gz_bytes += len(chunk)
+            yield chunk
+
+    try:
+        with archive.open(info) as source, partial.open("wb") as out:
+            for data in inflate(copied(source, out), name, limits):
+                json_hash.update(data)
+                json_bytes += len(data)
+                checker.feed(data)
+        checker.finish()
+        os.replace(partial, dest)
+    except zipfile.BadZipFile as error:
+        raise ArchiveError(f"member {info.filename}: {error}") from error
+    finally:
+        partial.unlink(missing_ok=True)
+    match = MEMBER_NAME.search(name)
+    return MemberRecord(
+        name=name,
+        hour=int(match["hour"]) if match else None,
+        events=checker.events,
+        gz_bytes=gz_bytes,
+        gz_sha256=gz_hash.hexdigest(),
+        json_bytes=json_bytes,
+        json_sha256=json_hash.hexdigest(),
+    )
+
+
+def extract_archives(
+    archives: list[Path],
+    dest_dir: Path,
+    limits: Limits,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[MemberRecord]:
+    """Extract and check every `*.json.gz` member of `archives` into `dest_dir`, at any depth.
+
+    `progress` gets (archive bytes done, archive bytes in all, members done).
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(path.stat().st_size for path in archives)
+    done = 0
+    records: dict[str, MemberRecord] = {}
+    for path in archives:
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ArchiveError(f"{path.name} is not a readable zip archive ({error})") from error
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = safe_member_name(path, info)
+                if not name.endswith(MEMBER_SUFFIX):
+                    logger.warning("%s: ignoring member %r, not a .json.gz file", path.name, info.filename)
+                    continue
+                if name in records:
+                    raise ArchiveError(f"{path.name}: member name {name!r} appears twice in the export")
+                records[name] = extract_member(archive, info, dest_dir / name, limits)
+                done += info.compress_size
+                if progress:
+                    progress(min(done, total), total, len(records))
+    return sorted(records.values(), key=lambda record: (record.hour is None, record.hour, record.name))

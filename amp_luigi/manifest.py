@@ -1,0 +1,97 @@
+"""What a day consists of: the local manifest of checked members and the S3 objects it maps to.
+
+The manifest is the contract between the stages: ExtractDay writes it, UploadDay turns it into the
+list of objects it puts in S3 (recorded in its marker), and VerifyDay compares S3 with that list,
+object by object, before it writes the verified manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amp_luigi.archive import MemberRecord
+from amp_luigi.layout import DayLayout
+
+
+@dataclass(frozen=True)
+class ExpectedObject:
+    """One data object in S3: its key, size, SHA-256 (also stored as metadata) and event count."""
+
+    key: str
+    bytes: int
+    sha256: str
+    events: int
+    member: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExpectedObject:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    date: dt.date
+    members: list[MemberRecord]
+    ranges: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(member.events for member in self.members)
+
+    def objects(self, layout: DayLayout) -> list[ExpectedObject]:
+        """The objects this manifest becomes in S3, in the output format the layout asks for."""
+        return [
+            ExpectedObject(
+                key=layout.object_key(member.name),
+                bytes=member.gz_bytes if layout.keep_gzip else member.json_bytes,
+                sha256=member.gz_sha256 if layout.keep_gzip else member.json_sha256,
+                events=member.events,
+                member=member.name,
+            )
+            for member in self.members
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "events": self.events,
+            "ranges": self.ranges,
+            "members": [member.to_json() for member in self.members],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            date=dt.date.fromisoformat(data["date"]),
+            members=[MemberRecord.from_json(member) for member in data["members"]],
+            ranges=data.get("ranges", []),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def day_record(date: dt.date, objects: list[ExpectedObject], **extra: Any) -> dict[str, Any]:
+    """The JSON body of the S3 markers: the day's objects and totals, plus what the stage adds."""
+    return {
+        "date": date.isoformat(),
+        "objects": [asdict(obj) for obj in objects],
+        "object_count": len(objects),
+        "events": sum(obj.events for obj in objects),
+        "bytes": sum(obj.bytes for obj in objects),
+        **extra,
+    }
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that the file either does not exist or is complete (rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,183 @@
+"""S3, as the pipeline needs it: streamed uploads with server-verified checksums, listings, markers.
+
+Every data object carries its SHA-256 as metadata (`x-amz-meta-sha256`) so verification can compare
+it with the manifest without downloading; each request also carries a CRC32 that S3 checks on
+arrival. botocore retries throttling and 5xx itself (adaptive mode); what it cannot fix (no bucket,
+access denied) becomes a StorageError that names the bucket and the permission to grant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import botocore.exceptions
+from luigi.contrib.s3 import S3Client
+
+from amp_luigi.errors import FatalError, StorageError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# The permission each operation needs, for error messages.
+PERMISSIONS = {
+    "upload": "s3:PutObject",
+    "list": "s3:ListBucket",
+    "read": "s3:GetObject",
+    "delete": "s3:DeleteObject",
+}
+DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
+
+
+def explain(error: botocore.exceptions.ClientError, bucket: str, action: str, key: str) -> FatalError:
+    """An S3 error as a message that names the bucket and what to do."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    where = f"s3://{bucket}/{key}"
+    if code == "NoSuchBucket":
+        return StorageError(
+            f"S3 bucket {bucket!r} does not exist (NoSuchBucket): create it, or set AWS_BUCKET_NAME "
+            "([storage] bucket) to an existing bucket."
+        )
+    if code in DENIED:
+        return StorageError(
+            f"S3 denied {action} of {where} ({code}): grant the credentials {PERMISSIONS[action]} "
+            f"on bucket {bucket!r} (amp-luigi needs s3:PutObject, s3:ListBucket, s3:GetObject "
+            "and s3:DeleteObject), or check ACCESS_KEY / the AWS profile in use."
+        )
+    return FatalError(f"S3 {action} of {where} failed: {code or error}")
+
+
+class Bucket:
+    """One bucket, through a boto3 client; safe to share between threads (boto3 clients are)."""
+
+    def __init__(
+        self, client: Any, name: str, *, part_size: int = 16 * 1024 * 1024, threads: int = 4
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.part_size = part_size
+        self.threads = threads
+
+    def _call(self, action: str, key: str, operation: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return operation(Bucket=self.name, **kwargs)
+        except botocore.exceptions.ClientError as error:
+            raise explain(error, self.name, action, key) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise FatalError(f"S3 {action} of s3://{self.name}/{key} failed: {error}") from error
+
+    def list(self, prefix: str) -> dict[str, int]:
+        """Every key under `prefix` with its size, in as few requests as S3 allows (1,000 a page)."""
+        found: dict[str, int] = {}
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list", prefix, self.client.list_objects_v2, Prefix=prefix, **token)
+            found.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+            if not page.get("IsTruncated"):
+                return found
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def sha256(self, key: str) -> str | None:
+        """The SHA-256 recorded in the object's metadata at upload, or None if it has none."""
+        head = self._call("read", key, self.client.head_object, Key=key)
+        return head.get("Metadata", {}).get("sha256")
+
+    def upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str]) -> None:
+        """Stream `chunks` to `key`: one PUT when small, a multipart upload of part_size parts when not."""
+        parts = self._parts(chunks)
+        first = next(parts, b"")
+        second = next(parts, None)
+        if second is None:
+            self._call(
+                "upload",
+                key,
+                self.client.put_object,
+                Key=key,
+                Body=first,
+                Metadata=metadata,
+                ChecksumAlgorithm="CRC32",
+            )
+            return
+        upload = self._call(
+            "upload",
+            key,
+            self.client.create_multipart_upload,
+            Key=key,
+            Metadata=metadata,
+            ChecksumAlgorithm="CRC32",
+        )
+        upload_id = upload["UploadId"]
+        try:
+            done = []
+            for number, body in enumerate(_chain(first, second, parts), start=1):
+                part = self._call(
+                    "upload",
+                    key,
+                    self.client.upload_part,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ChecksumAlgorithm="CRC32",
+                )
+                done.append(
+                    {"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}
+                )
+            self._call(
+                "upload",
+                key,
+                self.client.complete_multipart_upload,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+            )
+        except BaseException:
+            # An abandoned multipart upload is invisible but billed; never leave one behind.
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+            raise
+
+    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= self.part_size:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            answer = self._call("delete", keys[start], self.client.delete_objects, Delete={"Objects": batch})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StorageError(
+                    f"S3 could not delete {first['Key']} ({first.get('Code')}): grant s3:DeleteObject "
+                    f"on bucket {self.name!r}."
+                )
+
+    def read_json(self, key: str) -> dict[str, Any]:
+        body = self._call("read", key, self.client.get_object, Key=key)["Body"]
+        with body:
+            return json.loads(body.read())
+
+    def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Apply `function` to `items` with `threads` requests in flight, keeping the order."""
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="s3") as pool:
+            return list(pool.map(function, items))
+
+
+def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield second
+    yield from rest
+
+
+def luigi_client(session: Any, config: Any) -> S3Client:
+    """A luigi S3Client over our own boto3 session, for the S3Target markers."""
+    client = S3Client()
+    client.s3 = session.resource("s3", config=config)
+    return client

@@ -1,0 +1,255 @@
+"""The pipeline: four tasks per UTC day, each complete exactly when its own output exists.
+
+    ExportDay -> ExtractDay -> UploadDay -> VerifyDay
+
+A finished day is skipped without a single request to Amplitude (VerifyDay's S3 marker exists), and a
+failed one resumes at the stage that failed, because every earlier stage left its output behind. The
+only parameter is the date: credentials and settings live in luigi.cfg or the environment, never in
+task parameters, which the central scheduler shows to anyone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Iterable
+
+import botocore.exceptions
+import luigi
+from luigi.contrib.s3 import S3Target
+
+from amp_luigi.amplitude import export_hours
+from amp_luigi.archive import extract_archives, inflate, read_chunks
+from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, VerificationError
+from amp_luigi.hours import HourRange, available_after
+from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
+from amp_luigi.manifest import ExpectedObject, Manifest, day_record
+from amp_luigi.progress import Progress, mib
+from amp_luigi.settings import amplitude, staging, storage
+from amp_luigi.storage import explain
+from amp_luigi.verify import differences
+
+logger = logging.getLogger(__name__)
+
+
+def check_exportable(date: dt.date, now: dt.datetime | None = None) -> None:
+    """Refuse, before any request, a day Amplitude cannot export completely."""
+    settings = amplitude()
+    if date < settings.first_date:
+        raise FatalError(
+            f"{date} is before the project's first day {settings.first_date} ([amplitude] first_date): "
+            "check the date, or set first_date to the day your Amplitude project started."
+        )
+    ready = available_after(date, settings.availability_lag_hours)
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if now < ready:
+        raise NotYetAvailableError(
+            f"{date} cannot be exported yet: Amplitude has all of it only from {ready:%Y-%m-%d %H:%M} UTC "
+            f"(the day's end plus [amplitude] availability_lag_hours = {settings.availability_lag_hours:g}); "
+            "exporting it now would mark a partial day complete. Run again after that time."
+        )
+
+
+class DayTask(luigi.Task):
+    date: dt.date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
+
+    def layout(self) -> DayLayout:
+        return DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
+
+    def s3_target(self, key: str) -> S3Target:
+        return S3Target(f"s3://{storage().bucket_name()}/{key}", client=storage().target_client())
+
+    def complete(self) -> bool:
+        try:
+            return super().complete()
+        except botocore.exceptions.ClientError as error:
+            # Luigi checks completeness while scheduling, before any task runs: say what is wrong.
+            output = self.output()
+            raise explain(error, storage().bucket_name(), "read", getattr(output, "path", "")) from error
+
+
+class ExportDay(DayTask):
+    """Downloads the day from Amplitude into the staging directory.
+
+    Input: none. Output: `export/parts.json`, listing one zip per hour range (a range Amplitude found
+    too large is split, down to single hours; a range without data has no zip). Complete when that
+    index exists; it is written after every zip is on disk in full.
+    """
+
+    resources = {"amplitude_export": 1}  # Amplitude allows ~5 concurrent requests per project
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.layout().export_index))
+
+    def run(self) -> None:
+        check_exportable(self.date)
+        layout = self.layout()
+        progress = Progress(self)
+
+        def on_bytes(hours: HourRange, received: int, total: int | None) -> None:
+            of_total = f" of {mib(total)}" if total else ""
+            percent = 100.0 * received / total if total else None
+            progress(f"downloading {hours.label()}: {mib(received)}{of_total}", percent)
+
+        parts = export_hours(amplitude().client(), HourRange.day(self.date), layout.archive_path, on_bytes)
+        index = [
+            {"hours": part.hours.label(), "archive": part.archive.name if part.archive else None}
+            for part in parts
+        ]
+        with self.output().open("w") as out:
+            json.dump({"date": self.date.isoformat(), "parts": index}, out, indent=1)
+        size = sum(part.archive.stat().st_size for part in parts if part.archive)
+        progress(f"downloaded {len(parts)} range(s), {mib(size)}", 100, final=True)
+
+
+class ExtractDay(DayTask):
+    """Extracts and checks every `*.json.gz` member and writes the day's manifest.
+
+    Input: ExportDay's archives. Output: `manifest.json` (member name, hour, sizes, SHA-256s, event
+    count), written after every member passed its checks. An archive that fails them is discarded
+    with ExportDay's output, so the next run downloads it again.
+    """
+
+    def requires(self) -> ExportDay:
+        return ExportDay(self.date)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.layout().manifest_path))
+
+    def run(self) -> None:
+        layout = self.layout()
+        progress = Progress(self)
+        with self.input().open("r") as index_file:
+            ranges = json.load(index_file)["parts"]
+        archives = [layout.export_dir / part["archive"] for part in ranges if part["archive"]]
+
+        def on_member(done: int, total: int, members: int) -> None:
+            progress(
+                f"extracted {members} member(s), {mib(done)} of {mib(total)}", 100.0 * done / (total or 1)
+            )
+
+        try:
+            missing = [path.name for path in archives if not path.exists()]
+            if missing:
+                raise ArchiveError(
+                    f"downloaded archive(s) {', '.join(missing)} vanished from {layout.export_dir}"
+                )
+            members = extract_archives(archives, layout.members_dir, staging().limits(), on_member)
+        except ArchiveError as error:
+            shutil.rmtree(layout.export_dir, ignore_errors=True)
+            shutil.rmtree(layout.members_dir, ignore_errors=True)
+            raise ArchiveError(
+                f"{self.date}: {error}. The download was discarded; the next run fetches it again."
+            ) from error
+        manifest = Manifest(self.date, members, ranges)
+        with self.output().open("w") as out:
+            json.dump(manifest.to_json(), out, indent=1)
+        progress(f"extracted {len(members)} member(s), {manifest.events} events", 100, final=True)
+
+
+class UploadDay(DayTask):
+    """Uploads the day's members to S3 under deterministic keys, replacing whatever was there.
+
+    Input: the manifest and members. Output: the S3 marker `_uploaded/<date>.json` listing the
+    objects, written last. Objects under the day's prefix that the manifest does not name (left by an
+    earlier export of the day) are deleted, so a rerun never duplicates.
+    """
+
+    def requires(self) -> ExtractDay:
+        return ExtractDay(self.date)
+
+    def output(self) -> S3Target:
+        return self.s3_target(self.layout().uploaded_key)
+
+    def run(self) -> None:
+        layout = self.layout()
+        manifest = Manifest.load(layout.manifest_path)
+        objects = manifest.objects(layout)
+        bucket = storage().open_bucket()
+        limits = staging().limits()
+        progress = Progress(self)
+        uploaded = 0
+        lock = threading.Lock()
+
+        def upload(obj: ExpectedObject) -> None:
+            nonlocal uploaded
+            with (layout.members_dir / obj.member).open("rb") as source:
+                chunks: Iterable[bytes] = read_chunks(source)
+                if not layout.keep_gzip:
+                    chunks = inflate(chunks, obj.member, limits)
+                bucket.upload(obj.key, chunks, {"sha256": obj.sha256, "events": str(obj.events)})
+            with lock:
+                uploaded += 1
+                progress(f"uploaded {uploaded} of {len(objects)} object(s)", 100.0 * uploaded / len(objects))
+
+        bucket.map(upload, objects)
+        strays = sorted(set(bucket.list(layout.data_prefix)) - {obj.key for obj in objects})
+        if strays:
+            logger.warning(
+                "%s: deleting %d object(s) no longer in the export: %s", self.date, len(strays), strays
+            )
+            bucket.delete(strays)
+        with self.output().open("w") as out:
+            json.dump(day_record(self.date, objects, format=_format(layout)), out, indent=1)
+        progress(f"uploaded {len(objects)} object(s), {manifest.events} events", 100, final=True)
+
+
+class VerifyDay(DayTask):
+    """Proves S3 holds exactly the day's objects, then writes the verified manifest.
+
+    Input: UploadDay's marker. Output: `_verified/<date>.json` (the date in the file name, so Luigi's
+    range tools can list it), written only when every object matches by key, size and SHA-256 and no
+    other object sits under the day's prefix. On a mismatch it removes UploadDay's marker, so the next
+    run uploads again. After success the day's staging files are removed unless [staging] keep is set.
+    """
+
+    def requires(self) -> UploadDay:
+        return UploadDay(self.date)
+
+    def output(self) -> S3Target:
+        return self.s3_target(self.layout().verified_key)
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
+        """The dates with a verified marker, from one listing instead of one request per day.
+
+        Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
+        """
+        dates = list(parameter_tuples)
+        listing = storage().open_bucket().list(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
+        verified = {marker_date(key) for key in listing}
+        return [date for date in dates if date in verified]
+
+    def run(self) -> None:
+        layout = self.layout()
+        progress = Progress(self)
+        with self.input().open("r") as marker:
+            objects = [ExpectedObject.from_json(obj) for obj in json.load(marker)["objects"]]
+        bucket = storage().open_bucket()
+        progress(f"verifying {len(objects)} object(s)", 0, final=True)
+        problems = differences(bucket, layout.data_prefix, objects)
+        if problems:
+            self.input().remove()
+            raise VerificationError(
+                f"{self.date}: S3 does not hold what was uploaded under s3://{bucket.name}/{layout.data_prefix}: "
+                + "; ".join(problems)
+                + ". The upload marker was removed: run again to upload the day anew."
+            )
+        record = day_record(
+            self.date,
+            objects,
+            format=_format(layout),
+            verified_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        )
+        with self.output().open("w") as out:
+            json.dump(record, out, indent=1)
+        if not staging().keep:
+            shutil.rmtree(layout.day_dir, ignore_errors=True)
+        progress(f"verified {len(objects)} object(s), {record['events']} events", 100, final=True)
+
+
+def _format(layout: DayLayout) -> str:
+    return "json.gz" if layout.keep_gzip else "json"
