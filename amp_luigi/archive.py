@@ -16,22 +16,22 @@ import logging
 import os
 import re
 import stat
+import types
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from amp_luigi.errors import ArchiveError
 
+gzip_codec: types.ModuleType
 try:  # ISA-L inflates several times faster than zlib; the standard library is the fallback.
     from isal import isal_zlib as gzip_codec
-
-    CODEC_ERRORS: tuple[type[Exception], ...] = (gzip_codec.error, zlib.error)
 except ImportError:  # pragma: no cover - isal is a declared dependency
-    gzip_codec = zlib  # type: ignore[no-redef]
-    CODEC_ERRORS = (zlib.error,)
+    gzip_codec = zlib
+CODEC_ERRORS: tuple[type[Exception], ...] = (gzip_codec.error, zlib.error)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class MemberRecord:
         return cls(**data)
 
 
-def read_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+def read_chunks(stream: IO[bytes], size: int = CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
 
@@ -163,7 +163,7 @@ def extract_member(
     gz_bytes = json_bytes = 0
     partial = dest.with_name(f".{name}.{os.getpid()}.partial")
 
-    def copied(source: BinaryIO, out: BinaryIO) -> Iterator[bytes]:
+    def copied(source: IO[bytes], out: IO[bytes]) -> Iterator[bytes]:
         nonlocal gz_bytes
         for chunk in read_chunks(source):
             out.write(chunk)

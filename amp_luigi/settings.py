@@ -50,33 +50,31 @@ def _setting(value: str, section: str, option: str, env: str | None = None, *, r
 class amplitude(luigi.Config):
     """How to reach Amplitude's Export API, and how hard to try."""
 
-    api_key: str = luigi.Parameter(
-        default="", visibility=_PRIVATE, description="Project API key (AMP_API_KEY)."
-    )
-    secret_key: str = luigi.Parameter(
+    api_key = luigi.Parameter(default="", visibility=_PRIVATE, description="Project API key (AMP_API_KEY).")
+    secret_key = luigi.Parameter(
         default="", visibility=_PRIVATE, description="Project secret key (AMP_SECRET_KEY)."
     )
-    region: str = luigi.Parameter(default="eu", description="Data region of the project: eu or us.")
-    url: str = luigi.Parameter(
+    region = luigi.Parameter(default="eu", description="Data region of the project: eu or us.")
+    url = luigi.Parameter(
         default="", description="Full export URL; overrides region (AMP_EXPORT_URL), e.g. a local emulator."
     )
-    availability_lag_hours: float = luigi.FloatParameter(
+    availability_lag_hours = luigi.FloatParameter(
         default=2.0, description="Hours after an hour ends before Amplitude has all of it for export."
     )
-    first_date: dt.date = luigi.DateParameter(
+    first_date = luigi.DateParameter(
         default=dt.date(2012, 1, 1), description="First day the project has data; earlier days are refused."
     )
-    max_attempts: int = luigi.IntParameter(
+    max_attempts = luigi.IntParameter(
         default=3, description="Attempts per request for transient faults (429, 5xx, timeouts, truncation)."
     )
-    backoff_seconds: float = luigi.FloatParameter(
+    backoff_seconds = luigi.FloatParameter(
         default=5.0, description="Base of the exponential backoff between attempts (with jitter)."
     )
-    max_backoff_seconds: float = luigi.FloatParameter(
+    max_backoff_seconds = luigi.FloatParameter(
         default=300.0, description="Upper bound of one wait, including a server's Retry-After."
     )
-    connect_timeout: float = luigi.FloatParameter(default=15.0, description="Seconds to connect.")
-    read_timeout: float = luigi.FloatParameter(
+    connect_timeout = luigi.FloatParameter(default=15.0, description="Seconds to connect.")
+    read_timeout = luigi.FloatParameter(
         default=900.0, description="Seconds to wait for the next byte; Amplitude can think for minutes."
     )
 
@@ -118,22 +116,22 @@ class amplitude(luigi.Config):
 class storage(luigi.Config):
     """Where the events land in S3 and how they are uploaded."""
 
-    bucket: str = luigi.Parameter(default="", description="Target bucket (AWS_BUCKET_NAME).")
-    prefix: str = luigi.Parameter(
+    bucket = luigi.Parameter(default="", description="Target bucket (AWS_BUCKET_NAME).")
+    prefix = luigi.Parameter(
         default="python_import", description="Key prefix of all objects (AMP_S3_PREFIX)."
     )
-    keep_gzip: bool = luigi.BoolParameter(
+    keep_gzip = luigi.BoolParameter(
         default=False, description="Upload the .json.gz members as they are instead of NDJSON."
     )
-    upload_threads: int = luigi.IntParameter(default=4, description="Objects uploaded or checked at once.")
-    part_size_mib: int = luigi.IntParameter(default=16, description="Multipart upload part size (MiB, >= 5).")
-    max_attempts: int = luigi.IntParameter(
+    upload_threads = luigi.IntParameter(default=4, description="Objects uploaded or checked at once.")
+    part_size_mib = luigi.IntParameter(default=16, description="Multipart upload part size (MiB, >= 5).")
+    max_attempts = luigi.IntParameter(
         default=8, description="botocore attempts per S3 call (throttling, 5xx), adaptive backoff."
     )
-    access_key: str = luigi.Parameter(
+    access_key = luigi.Parameter(
         default="", visibility=_PRIVATE, description="AWS access key id (ACCESS_KEY); else the AWS chain."
     )
-    secret_access_key: str = luigi.Parameter(
+    secret_access_key = luigi.Parameter(
         default="", visibility=_PRIVATE, description="AWS secret key (SECRET_ACCESS_KEY)."
     )
 
@@ -169,12 +167,12 @@ class storage(luigi.Config):
 class staging(luigi.Config):
     """The local working area and the limits that protect it from hostile archives."""
 
-    data_dir: str = luigi.Parameter(default="amp-data", description="Staging directory (AMP_DATA_DIR).")
-    keep: bool = luigi.BoolParameter(default=False, description="Keep a day's staging files after success.")
-    max_inflate_ratio: int = luigi.IntParameter(
+    data_dir = luigi.Parameter(default="amp-data", description="Staging directory (AMP_DATA_DIR).")
+    keep = luigi.BoolParameter(default=False, description="Keep a day's staging files after success.")
+    max_inflate_ratio = luigi.IntParameter(
         default=200, description="A member inflating more than this many times its size is refused."
     )
-    max_line_mib: int = luigi.IntParameter(default=64, description="Longest event line accepted (MiB).")
+    max_line_mib = luigi.IntParameter(default=64, description="Longest event line accepted (MiB).")
 
     def root(self) -> Path:
         return Path(_setting(self.data_dir, "staging", "data_dir", "AMP_DATA_DIR")).resolve()

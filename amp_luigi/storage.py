@@ -68,7 +68,7 @@ class Bucket:
         except botocore.exceptions.BotoCoreError as error:
             raise FatalError(f"S3 {action} of s3://{self.name}/{key} failed: {error}") from error
 
-    def list(self, prefix: str) -> dict[str, int]:
+    def sizes(self, prefix: str) -> dict[str, int]:
         """Every key under `prefix` with its size, in as few requests as S3 allows (1,000 a page)."""
         found: dict[str, int] = {}
         token: dict[str, str] = {}

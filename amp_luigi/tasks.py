@@ -54,7 +54,7 @@ def check_exportable(date: dt.date, now: dt.datetime | None = None) -> None:
 
 
 class DayTask(luigi.Task):
-    date: dt.date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
+    date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
 
     def layout(self) -> DayLayout:
         return DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
@@ -186,7 +186,7 @@ class UploadDay(DayTask):
                 progress(f"uploaded {uploaded} of {len(objects)} object(s)", 100.0 * uploaded / len(objects))
 
         bucket.map(upload, objects)
-        strays = sorted(set(bucket.list(layout.data_prefix)) - {obj.key for obj in objects})
+        strays = sorted(set(bucket.sizes(layout.data_prefix)) - {obj.key for obj in objects})
         if strays:
             logger.warning(
                 "%s: deleting %d object(s) no longer in the export: %s", self.date, len(strays), strays
@@ -219,7 +219,7 @@ class VerifyDay(DayTask):
         Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
         """
         dates = list(parameter_tuples)
-        listing = storage().open_bucket().list(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
+        listing = storage().open_bucket().sizes(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
         verified = {marker_date(key) for key in listing}
         return [date for date in dates if date in verified]
 

@@ -8,7 +8,7 @@ from amp_luigi.storage import Bucket
 
 def differences(bucket: Bucket, prefix: str, expected: list[ExpectedObject]) -> list[str]:
     """Every missing, extra or different object under `prefix`, named; empty when S3 matches exactly."""
-    listing = bucket.list(prefix)
+    listing = bucket.sizes(prefix)
     wanted = {obj.key: obj for obj in expected}
     problems = [f"missing {key}" for key in sorted(wanted.keys() - listing.keys())]
     problems += [f"extra {key}" for key in sorted(listing.keys() - wanted.keys())]
