@@ -1,0 +1,64 @@
+"""Serve the Export API emulator until Ctrl-C: `python -m amp_luigi.emulator --port 8123 --api-key K ...`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+from datetime import date
+
+from amp_luigi.emulator.server import Emulator
+
+
+def _ints(text: str) -> frozenset[int]:
+    return frozenset(int(part) for part in text.split(",") if part)
+
+
+def _dates(text: str) -> frozenset[date]:
+    return frozenset(date.fromisoformat(part) for part in text.split(",") if part)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m amp_luigi.emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
+    parser.add_argument("--api-key", default="test-api-key")
+    parser.add_argument("--secret-key", default="test-secret-key")
+    parser.add_argument("--project-id", type=int, default=187520)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--events-per-hour", type=int, default=200, help="mean events per hour")
+    parser.add_argument("--events-per-part", type=int, default=1000, help="events per #n member")
+    parser.add_argument("--padding-bytes", type=int, default=0, help="filler per event, for big days")
+    parser.add_argument("--empty-hours", type=_ints, default=frozenset({3, 4}), help="e.g. 3,4")
+    parser.add_argument("--empty-dates", type=_dates, default=frozenset(), help="e.g. 2024-03-02,2024-03-05")
+    parser.add_argument("--cache-dir", help="keep built hours on disk across runs")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each first byte")
+    parser.add_argument("--max-concurrent", type=int, default=5)
+    parser.add_argument("--max-range-bytes", type=int, default=4 * 1000**3, help="400 above this")
+    parser.add_argument("--max-range-hours", type=int, help="504 for ranges of more hours")
+    parser.add_argument("--forbidden", action="store_true", help="answer 403, as for the wrong region")
+    args = parser.parse_args(argv)
+    emulator = Emulator(
+        args.api_key,
+        args.secret_key,
+        port=args.port,
+        latency_seconds=args.latency,
+        max_concurrent=args.max_concurrent,
+        max_range_bytes=args.max_range_bytes,
+        max_range_hours_before_timeout=args.max_range_hours,
+        forbidden=args.forbidden,
+        cache_dir=args.cache_dir,
+        project_id=args.project_id,
+        seed=args.seed,
+        events_per_hour=args.events_per_hour,
+        events_per_part=args.events_per_part,
+        padding_bytes=args.padding_bytes,
+        empty_hours=args.empty_hours,
+        empty_dates=args.empty_dates,
+    )
+    with emulator, contextlib.suppress(KeyboardInterrupt):
+        print(emulator.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""An HTTP emulator of Amplitude's Export API on 127.0.0.1, with limits and faults a test can switch.
+
+It answers `GET /api/2/export?start=YYYYMMDDTHH&end=YYYYMMDDTHH` like Amplitude does (from its Export
+API documentation): 401 for wrong Basic credentials, 403 for the wrong region, 400 for a malformed
+range or one over the size limit ("Shorten the time ranges"), 404 for a range without data, 504 when
+the export would time out, 429 over the project's concurrency limit, else 200 with the zip.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import io
+import logging
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import IO, Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+from amp_luigi.emulator.events import (
+    Dataset,
+    DatasetSpec,
+    Hour,
+    RangeTooLarge,
+    hours_between,
+    member_name,
+    parse_hour,
+)
+from amp_luigi.emulator.faults import ARCHIVE_KINDS, Fault, FaultQueue, Match, write_faulty_zip
+
+logger = logging.getLogger(__name__)
+
+EXPORT_PATH = "/api/2/export"
+CHUNK = 256 * 1024
+SPOOL_BYTES = 16 * 1024**2  # zips up to this size stay in memory, bigger ones go to a temporary file
+TOO_LARGE = "Raw data files were too large. Shorten the time ranges and try again. The limit is 4GB."
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it; `status` is None when the connection was dropped unanswered."""
+
+    start: str | None
+    end: str | None
+    status: int | None = None
+    auth_ok: bool = False
+    duration: float = 0.0
+    bytes_sent: int = 0
+    fault: str | None = None
+
+
+@dataclass
+class _Response:
+    status: int
+    body: IO[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _text(status: int, message: str, **headers: str) -> _Response:
+    return _Response(
+        status, io.BytesIO(message.encode()), {"Content-Type": "text/plain; charset=utf-8", **headers}
+    )
+
+
+def _spool() -> IO[bytes]:
+    """A response body that stays in memory while small; `Emulator._send` closes it."""
+    return cast(IO[bytes], tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    emulator: Emulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, and bodies delimited by Content-Length
+
+    def do_GET(self) -> None:
+        cast(_Server, self.server).emulator._handle(self)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The request line and status only: the Authorization header is never logged.
+        logger.debug("%s " + format, self.address_string(), *args)
+
+
+class Emulator:
+    """Amplitude's Export API for one project, served from a deterministic `Dataset`.
+
+    Dataset settings (`project_id`, `seed`, `events_per_hour`, `padding_bytes`, ...) are the fields of
+    `DatasetSpec`. The limits are plain attributes a test may change while the server runs.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "test-api-key",
+        secret_key: str = "test-secret-key",
+        *,
+        port: int = 0,
+        latency_seconds: float = 0.0,
+        max_concurrent: int = 5,
+        retry_after_seconds: int = 1,
+        max_range_bytes: int | None = 4 * 1000**3,
+        max_range_hours_before_timeout: int | None = None,
+        forbidden: bool = False,
+        cache_dir: str | None = None,
+        cache_bytes: int = 256 * 1024**2,
+        **dataset_settings: Any,
+    ) -> None:
+        self.api_key = api_key
+        self._secret_key = secret_key
+        self.port = port
+        self.latency_seconds = latency_seconds
+        self.max_concurrent = max_concurrent
+        self.retry_after_seconds = retry_after_seconds
+        self.max_range_bytes = max_range_bytes
+        self.max_range_hours_before_timeout = max_range_hours_before_timeout
+        self.forbidden = forbidden
+        self.dataset = Dataset(DatasetSpec(**dataset_settings), cache_dir, cache_bytes)
+        self.faults = FaultQueue()
+        self._records: list[RequestRecord] = []
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._flight = threading.Condition()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Emulator(url={self.url!r}, spec={self.dataset.spec!r})"  # no keys, whatever is logged
+
+    # Lifecycle
+
+    def start(self) -> Emulator:
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        self._server.emulator = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="amplitude-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes requests waiting out a latency
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{EXPORT_PATH}"
+
+    # What tests switch and inspect
+
+    def add_fault(self, kind: str, times: int | None = 1, match: Match = None, **opts: Any) -> Fault:
+        """Queue a fault for the next `times` matching requests (None: all); see `faults` for kinds."""
+        return self.faults.add(kind, times, match, **opts)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._flight:
+            return list(self._records)
+
+    def reset_requests(self) -> None:
+        with self._flight:
+            self._records.clear()
+            self._peak_in_flight = self._in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests in flight at once since start or `reset_requests`."""
+        return self._peak_in_flight
+
+    def wait_in_flight(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least `count` accepted requests are in flight; False on timeout."""
+        with self._flight:
+            return self._flight.wait_for(lambda: self._in_flight >= count, timeout)
+
+    def expected_events(self, start: Hour, end: Hour) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(member name, events) for every member an export of the range holds."""
+        return self.dataset.expected_events(start, end)
+
+    def member_names(self, start: Hour, end: Hour) -> list[str]:
+        return self.dataset.member_names(start, end)
+
+    def day_event_count(self, day: date) -> int:
+        return self.dataset.day_event_count(day)
+
+    # Serving
+
+    def _handle(self, handler: _Handler) -> None:
+        query = parse_qs(urlsplit(handler.path).query)
+        record = RequestRecord(query.get("start", [None])[0], query.get("end", [None])[0])
+        exchange = _Exchange(handler, record, time.monotonic())
+        try:
+            self._serve(exchange)
+        except (ConnectionError, TimeoutError):
+            handler.close_connection = True  # the client went away mid-answer
+        finally:
+            self._finish(exchange)
+
+    def _finish(self, exchange: _Exchange) -> None:
+        """Record the request and free its concurrency slot, once, just before the client sees the end.
+
+        So a test reading `requests`, or a client sending its next request, right after an answer never
+        races the server thread.
+        """
+        if exchange.finished:
+            return
+        exchange.finished = True
+        exchange.record.duration = time.monotonic() - exchange.began
+        with self._flight:
+            self._records.append(exchange.record)
+            if exchange.entered:
+                self._in_flight -= 1
+                self._flight.notify_all()
+
+    def _serve(self, exchange: _Exchange) -> None:
+        handler, record = exchange.handler, exchange.record
+        if urlsplit(handler.path).path != EXPORT_PATH:
+            return self._send(exchange, _text(404, "Not found"))
+        record.auth_ok = self._authorized(handler.headers.get("Authorization", ""))
+        if not record.auth_ok:
+            return self._send(exchange, _text(401, "Invalid API key or secret key", **_CHALLENGE))
+        if self.forbidden:
+            message = (
+                "Forbidden: this project lives in another region (EU projects: analytics.eu.amplitude.com)"
+            )
+            return self._send(exchange, _text(403, message))
+        try:
+            start, end = _parse_range(record.start, record.end)
+        except ValueError as error:
+            return self._send(exchange, _text(400, str(error)))
+        exchange.entered = self._enter()
+        if not exchange.entered:
+            # Amplitude allows a handful of concurrent exports per project and refuses the rest.
+            retry = {"Retry-After": str(self.retry_after_seconds)}
+            return self._send(exchange, _text(429, "Too many concurrent requests", **retry))
+        fault = self.faults.take(start, end)
+        record.fault = fault.kind if fault else None
+        self._stopping.wait(self.latency_seconds)
+        if fault is None or fault.kind in _SENT_AS_EXPORT:
+            if fault is not None and fault.kind == "slow_first_byte":
+                waiter = fault.opts.get("until") or self._stopping
+                waiter.wait(fault.opts.get("seconds", 5.0))
+            self._send(exchange, self._export(start, end), cut=fault)
+        elif fault.kind == "drop":
+            handler.close_connection = True
+        else:
+            self._send(exchange, self._faulty(fault, start, end))
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        same_user = hmac.compare_digest(user.encode(), self.api_key.encode())
+        same_password = hmac.compare_digest(password.encode(), self._secret_key.encode())
+        return scheme.lower() == "basic" and same_user and same_password
+
+    def _enter(self) -> bool:
+        with self._flight:
+            if self._in_flight >= self.max_concurrent:
+                return False
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            self._flight.notify_all()
+            return True
+
+    def _export(self, start: datetime, end: datetime) -> _Response:
+        timeout_hours = self.max_range_hours_before_timeout
+        if timeout_hours is not None and len(hours_between(start, end)) > timeout_hours:
+            return _text(504, "Gateway Timeout: the export took too long")
+        if not self.dataset.has_data(start, end):
+            return _text(404, "No data available for the given time range")
+        body = _spool()
+        try:
+            self.dataset.write_zip(body, start, end, self.max_range_bytes)
+        except RangeTooLarge:
+            body.close()
+            return _text(400, TOO_LARGE)
+        return _Response(200, body, _ZIP_HEADERS)
+
+    def _faulty(self, fault: Fault, start: datetime, end: datetime) -> _Response:
+        if fault.kind == "status":
+            status = fault.opts.get("status", 500)
+            return _Response(
+                status, io.BytesIO(fault.opts.get("body", "").encode()), fault.opts.get("headers", {})
+            )
+        if fault.kind == "rate_limit":
+            return _text(429, "Too many requests", **{"Retry-After": str(fault.opts.get("retry_after", 1))})
+        assert fault.kind in ARCHIVE_KINDS, fault.kind
+        body = _spool()
+        spare = member_name(self.dataset.spec.project_id, start, 99)
+        write_faulty_zip(fault, body, list(self.dataset.members(start, end)), spare)
+        return _Response(200, body, _ZIP_HEADERS)
+
+    def _send(self, exchange: _Exchange, response: _Response, cut: Fault | None = None) -> None:
+        """Send the response; a `truncate` or `drop_mid_body` cut sends only part of the body, then closes."""
+        handler, record = exchange.handler, exchange.record
+        cutting = cut is not None and cut.kind in ("truncate", "drop_mid_body")
+        with response.body as body:
+            length = body.seek(0, io.SEEK_END)
+            body.seek(0)
+            limit = int(length * cut.opts.get("fraction", 0.5)) if cut is not None and cutting else length
+            record.status, record.bytes_sent = response.status, limit
+            handler.send_response(response.status)
+            handler.send_header("Content-Length", str(length))
+            for name, value in response.headers.items():
+                handler.send_header(name, value)
+            if not limit:
+                self._finish(exchange)
+            handler.end_headers()
+            sent = 0
+            try:
+                while sent < limit:
+                    chunk = body.read(min(CHUNK, limit - sent))
+                    if sent + len(chunk) >= limit or not chunk:
+                        self._finish(exchange)
+                    handler.wfile.write(chunk)
+                    sent += len(chunk)
+            finally:
+                record.bytes_sent = sent
+        if cut is not None and cutting:
+            handler.close_connection = True
+            if cut.kind == "drop_mid_body":
+                # Closing with a zero linger time sends RST: the client sees "connection reset by peer".
+                handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                handler.connection.close()
+
+
+@dataclass
+class _Exchange:
+    handler: _Handler
+    record: RequestRecord
+    began: float
+    entered: bool = False  # holds one of the project's concurrency slots
+    finished: bool = False
+
+
+_SENT_AS_EXPORT = frozenset({"truncate", "drop_mid_body", "slow_first_byte"})
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Amplitude"'}
+_ZIP_HEADERS = {"Content-Type": "application/zip"}
+
+
+def _parse_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
+    if start is None or end is None:
+        raise ValueError("Both start and end are required, as YYYYMMDDTHH (UTC, inclusive)")
+    try:
+        first, last = parse_hour(start), parse_hour(end)
+    except ValueError as error:
+        raise ValueError(f"Invalid start or end: {error}") from None
+    if last < first:
+        raise ValueError(f"Invalid range: end {end} is before start {start}")
+    return first, last
