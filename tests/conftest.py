@@ -1,0 +1,164 @@
+"""Shared fixtures: a moto S3 server over HTTP, the Amplitude emulator, a configured working directory,
+and a runner for the real `luigi` command.
+
+Secrets used here are distinctive on purpose, so tests can grep every output for them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import luigi
+import pytest
+from moto.server import ThreadedMotoServer
+
+from amp_luigi.emulator import Emulator
+
+REPO = Path(__file__).resolve().parent.parent
+LUIGI = str(Path(sys.executable).with_name("luigi"))
+API_KEY = "apikey-TESTKEY-5f1e"
+SECRET_KEY = "amp-secret-SHOULD-NEVER-LEAK-8c2d"
+AWS_SECRET = "aws-secret-SHOULD-NEVER-LEAK-41aa"
+SECRETS = (SECRET_KEY, AWS_SECRET)
+DAY = dt.date(2024, 3, 1)
+# Test-speed knobs read after the project's own luigi.cfg (LUIGI_CONFIG_PATH) in every test.
+FAST_RETRIES = """
+[amplitude]
+backoff_seconds = 0.01
+max_backoff_seconds = 2
+read_timeout = 20
+connect_timeout = 5
+
+[storage]
+max_attempts = 3
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto S3 server on loopback, shared by the session; each test gets its own bucket."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, events_per_hour=40, events_per_part=25) as emu:
+        yield emu
+
+
+@dataclass
+class Workspace:
+    """A working directory with luigi.cfg, the environment of a real deployment, and its bucket."""
+
+    path: Path
+    env: dict[str, str]
+    bucket: str
+    s3: object = field(repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["AMP_DATA_DIR"])
+
+    def configure(self, section: str, **options: object) -> None:
+        """Set options in the test's own config file, read after the project's luigi.cfg."""
+        overrides = configparser.ConfigParser()
+        overrides.read(self.env["LUIGI_CONFIG_PATH"])
+        if not overrides.has_section(section):
+            overrides.add_section(section)
+        for option, value in options.items():
+            overrides.set(section, option, str(value).lower() if isinstance(value, bool) else str(value))
+        with open(self.env["LUIGI_CONFIG_PATH"], "w") as out:
+            overrides.write(out)
+
+    def luigi(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real `luigi` command here, as cron would, and return what it printed."""
+        return subprocess.run(
+            [LUIGI, "--module", "amp_luigi", *args],
+            cwd=self.path,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def keys(self, prefix: str = "") -> dict[str, int]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)  # type: ignore[attr-defined]
+        return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
+    bucket = f"amp-test-{uuid.uuid4().hex[:12]}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "AMP_", "LUIGI_")) and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
+    }
+    env.update(
+        AMP_API_KEY=API_KEY,
+        AMP_SECRET_KEY=SECRET_KEY,
+        AMP_EXPORT_URL=emulator.url,
+        AMP_DATA_DIR=str(tmp_path / "staging"),
+        AWS_BUCKET_NAME=bucket,
+        ACCESS_KEY="AKIATESTKEY",
+        SECRET_ACCESS_KEY=AWS_SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL_S3=moto_endpoint,
+        PYTHONPATH=str(REPO),
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "luigi.cfg", work / "luigi.cfg")
+    (tmp_path / "test.cfg").write_text(FAST_RETRIES)
+    env["LUIGI_CONFIG_PATH"] = str(tmp_path / "test.cfg")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIATESTKEY",
+        aws_secret_access_key=AWS_SECRET,
+    )
+    s3.create_bucket(Bucket=bucket)
+    yield Workspace(work, env, bucket, s3)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture
+def in_process(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """The workspace's environment and luigi.cfg applied to this process, for in-process task tests."""
+    for key in [k for k in os.environ if k.startswith(("AWS_", "AMP_"))]:
+        monkeypatch.delenv(key)
+    for key, value in workspace.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(workspace.path)
+    config = luigi.configuration.get_config()
+    config.read([str(workspace.path / "luigi.cfg"), workspace.env["LUIGI_CONFIG_PATH"]])
+    luigi.task_register.Register.clear_instance_cache()
+    yield workspace
+    luigi.configuration.LuigiConfigParser._instance = None
+    luigi.task_register.Register.clear_instance_cache()
