@@ -7,7 +7,8 @@ import contextlib
 import threading
 from datetime import date
 
-from amp_luigi.emulator.server import Emulator
+from amp_luigi.emulator.events import DatasetSpec
+from amp_luigi.emulator.server import MAX_CONCURRENT, MAX_RANGE_BYTES, Emulator
 
 
 def _ints(text: str) -> frozenset[int]:
@@ -19,21 +20,22 @@ def _dates(text: str) -> frozenset[date]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    spec = DatasetSpec()
     parser = argparse.ArgumentParser(prog="python -m amp_luigi.emulator", description=__doc__)
     parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
-    parser.add_argument("--api-key", default="test-api-key")
-    parser.add_argument("--secret-key", default="test-secret-key")
-    parser.add_argument("--project-id", type=int, default=187520)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--events-per-hour", type=int, default=200, help="mean events per hour")
-    parser.add_argument("--events-per-part", type=int, default=1000, help="events per #n member")
-    parser.add_argument("--padding-bytes", type=int, default=0, help="filler per event, for big days")
-    parser.add_argument("--empty-hours", type=_ints, default=frozenset({3, 4}), help="e.g. 3,4")
-    parser.add_argument("--empty-dates", type=_dates, default=frozenset(), help="e.g. 2024-03-02,2024-03-05")
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--secret-key", required=True)
+    parser.add_argument("--project-id", type=int, default=spec.project_id)
+    parser.add_argument("--seed", type=int, default=spec.seed)
+    parser.add_argument("--events-per-hour", type=int, default=spec.events_per_hour, help="the mean")
+    parser.add_argument("--events-per-part", type=int, default=spec.events_per_part, help="per #n member")
+    parser.add_argument("--padding-bytes", type=int, default=spec.padding_bytes, help="filler per event")
+    parser.add_argument("--empty-hours", type=_ints, default=spec.empty_hours, help="e.g. 3,4")
+    parser.add_argument("--empty-dates", type=_dates, default=spec.empty_dates, help="e.g. 2024-03-02")
     parser.add_argument("--cache-dir", help="keep built hours on disk across runs")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each first byte")
-    parser.add_argument("--max-concurrent", type=int, default=5)
-    parser.add_argument("--max-range-bytes", type=int, default=4 * 1000**3, help="400 above this")
+    parser.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, help="429 above this")
+    parser.add_argument("--max-range-bytes", type=int, default=MAX_RANGE_BYTES, help="400 above this")
     parser.add_argument("--max-range-hours", type=int, help="504 for ranges of more hours")
     parser.add_argument("--forbidden", action="store_true", help="answer 403, as for the wrong region")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import io
 import logging
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 EXPORT_PATH = "/api/2/export"
 CHUNK = 256 * 1024
 SPOOL_BYTES = 16 * 1024**2  # zips up to this size stay in memory, bigger ones go to a temporary file
+MAX_CONCURRENT = 5  # Amplitude's concurrent export requests per project
+MAX_RANGE_BYTES = 4 * 1000**3  # Amplitude refuses exports over 4 GB
 TOO_LARGE = "Raw data files were too large. Shorten the time ranges and try again. The limit is 4GB."
 
 
@@ -106,12 +110,12 @@ class Emulator:
         *,
         port: int = 0,
         latency_seconds: float = 0.0,
-        max_concurrent: int = 5,
+        max_concurrent: int = MAX_CONCURRENT,
         retry_after_seconds: int = 1,
-        max_range_bytes: int | None = 4 * 1000**3,
+        max_range_bytes: int | None = MAX_RANGE_BYTES,
         max_range_hours_before_timeout: int | None = None,
         forbidden: bool = False,
-        cache_dir: str | None = None,
+        cache_dir: str | Path | None = None,
         cache_bytes: int = 256 * 1024**2,
         **dataset_settings: Any,
     ) -> None:
@@ -144,9 +148,9 @@ class Emulator:
         self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.emulator = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="amplitude-emulator", daemon=True
-        )
+        # A short poll interval lets stop() return at once: tests start and stop many emulators.
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
+        self._thread = threading.Thread(target=serve, name="amplitude-emulator", daemon=True)
         self._thread.start()
         return self
 
