@@ -6,14 +6,18 @@ import gzip
 import io
 import json
 import logging
+import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +34,7 @@ MEMBER = re.compile(r"187520/187520_2024-03-01_(\d{1,2})#(\d+)\.json\.gz")
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
+    """Small hours of 15-45 events in parts of 10, so every busy hour has several members."""
     with Emulator(KEY, SECRET, events_per_hour=30, events_per_part=10) as emu:
         yield emu
 
@@ -47,7 +52,8 @@ def test_wrong_credentials_get_401() -> None:
     with Emulator(KEY, SECRET) as emu:
         assert export(emu, *DAY_RANGE, auth=(KEY, "wrong")).status_code == 401
         assert export(emu, *DAY_RANGE, auth=("wrong", SECRET)).status_code == 401
-        assert requests.get(emu.url, params={"start": DAY_RANGE[0], "end": DAY_RANGE[1]}).status_code == 401
+        anonymous = requests.get(emu.url, params={"start": DAY_RANGE[0], "end": DAY_RANGE[1]}, timeout=10)
+        assert anonymous.status_code == 401
         assert [r.auth_ok for r in emu.requests] == [False, False, False]
 
 
@@ -127,7 +133,27 @@ def test_generation_is_a_pure_function_of_the_settings() -> None:
     assert hour_lines(spec, "20240301T05") != hour_lines(spec, "20240301T06")
 
 
-def test_disk_cache_serves_the_same_bytes(tmp_path: Any) -> None:
+def test_generation_does_not_depend_on_the_process() -> None:
+    script = (
+        "import hashlib; from amp_luigi.emulator.events import DatasetSpec, build_hour; "
+        "spec = DatasetSpec(events_per_hour=50, empty_dates={__import__('datetime').date(2024, 3, 2)}); "
+        "print(hashlib.sha256(repr(build_hour(spec, '20240301T05')).encode()).hexdigest(), spec.fingerprint())"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=Path(__file__).parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+
+
+def test_disk_cache_serves_the_same_bytes(tmp_path: Path) -> None:
     spec = DatasetSpec(events_per_hour=20)
     built = Dataset(spec, cache_dir=tmp_path).hour("20240301T05")
     assert list(tmp_path.glob("*/20240301T05.pickle"))
@@ -149,7 +175,7 @@ def test_events_are_well_formed(emulator: Emulator) -> None:
         assert match
         hour = int(match.group(1))
         for event in parsed:
-            upload = datetime.strptime(event["server_upload_time"], "%Y-%m-%d %H:%M:%S.%f")
+            upload = parse_time(event["server_upload_time"])
             assert (upload.date(), upload.hour) == (DAY, hour)
         events.extend(parsed)
     required = {
@@ -189,9 +215,18 @@ def test_events_are_well_formed(emulator: Emulator) -> None:
     time_format = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
     assert all(time_format.fullmatch(event["event_time"]) for event in events)
     assert {"Zürich", "東京"} & {event["city"] for event in events}
-    assert any(isinstance(event["event_properties"]["items"], list) for event in events)
-    late = [event for event in events if event["event_time"] < "2024-02-29 23:00"]
+    assert all(isinstance(event["event_properties"]["items"], list) for event in events)
+    text = json.dumps(events, ensure_ascii=False)
+    # Emoji, and U+2028 inside a string (str.splitlines() would wrongly split the line there).
+    assert "🦊" in text and "\u2028" in text
+    lag = [parse_time(event["server_upload_time"]) - parse_time(event["event_time"]) for event in events]
+    late = [delay for delay in lag if delay >= timedelta(days=1)]
+    assert all(delay >= timedelta(0) for delay in lag)
     assert 0 < len(late) < len(events) / 10
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
 
 
 def test_expected_events_cover_distinct_hours_of_the_whole_dataset() -> None:
@@ -353,6 +388,12 @@ def test_zip_crc(emulator: Emulator) -> None:
     zf = faulty(emulator, "zip_crc")
     with pytest.raises(zipfile.BadZipFile, match="CRC"):
         zf.read(zf.namelist()[0])
+
+
+def test_latency_delays_every_answer(emulator: Emulator) -> None:
+    emulator.latency_seconds = 0.05
+    assert export(emulator, "20240301T05", "20240301T05").status_code == 200
+    assert emulator.requests[-1].duration >= 0.05
 
 
 def test_unknown_fault_kind_is_refused(emulator: Emulator) -> None:
