@@ -1,0 +1,551 @@
+"""One day of Amplitude export through amp-luigi and through the naive script it replaces, measured.
+
+    .venv/bin/python benchmarks/day.py --mib 500            # the issue's targets (a few minutes)
+    .venv/bin/python benchmarks/day.py --mib 5 --runs 1 --quick   # a smoke run (seconds)
+
+Everything runs on this machine: the project's Amplitude emulator (in this process), a moto S3 server
+(`moto_server`, its own process) and each pipeline as a child process, so the child's wall time, peak
+RSS (`wait4`), peak staging disk (polled) and requests (the emulator's record, moto's request log)
+are its own. The naive pipeline is what the original cron script did: hold the whole response in
+memory, unzip every member to disk, gunzip each to a `.json` file, upload one file at a time with
+`upload_file`, count the files. Both pipelines run alternately, for `.json` and `.json.gz` output,
+and their objects in S3 are downloaded and compared by SHA-256 and event count before anything is
+printed. Then: peak RSS of a small and a large day (flatness), ExportRange and RangeDaily over 365
+verified days ("nothing to do"), and the per-day overhead of a backfill of tiny days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DAY = dt.date(2024, 3, 1)
+API_KEY, SECRET_KEY = "bench-api-key", "bench-secret-key"
+AWS_KEY, AWS_SECRET = "AKIABENCHMARK", "bench-aws-secret"
+EVENT_BYTES = 1700  # an emulator event without padding, roughly
+PADDING = 15000
+MIB = 1024 * 1024
+
+
+# The naive pipeline: a child process of the benchmark, exactly as dumb as the original script.
+
+
+def naive(url: str, date: str, work: Path, bucket: str, prefix: str, keep_gzip: bool) -> None:
+    import boto3
+    import requests
+
+    day = date.replace("-", "")
+    response = requests.get(
+        url, params={"start": f"{day}T00", "end": f"{day}T23"}, auth=(API_KEY, SECRET_KEY), timeout=900
+    )
+    response.raise_for_status()
+    work.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        archive.extractall(work / "zip")
+    del response
+    files = []
+    for member in sorted((work / "zip").rglob("*.json.gz")):
+        if keep_gzip:
+            files.append(member)
+            continue
+        target = work / "json" / member.name[: -len(".gz")]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(member, "rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out)
+        files.append(target)
+    s3 = boto3.client("s3")
+    for path in files:
+        s3.upload_file(str(path), bucket, f"{prefix}/{date}/{path.name}")
+    print(f"uploaded {len(files)} files", file=sys.stderr)
+    shutil.rmtree(work)
+
+
+# Measuring a child process.
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    max_rss: int  # bytes
+    max_disk: int  # bytes
+    amp_requests: int
+    s3_requests: int
+    returncode: int
+    stderr: str = field(repr=False, default="")
+
+
+def disk_usage(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+class MotoServer:
+    """`moto_server` in its own process; every request it answers is one line of its log."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.log = work / "moto.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("moto_server did not start")
+
+    def requests(self) -> int:
+        return len(re.findall(rb'"(?:GET|PUT|POST|HEAD|DELETE) ', self.log.read_bytes()))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(
+    label: str, command: list[str], env: dict[str, str], cwd: Path, staging: Path, bench: Bench
+) -> Run:
+    """Run `command` to the end, polling `staging`'s disk use; wall time, peak RSS, requests."""
+    amp_before, s3_before = len(bench.emulators_requests()), bench.moto.requests()
+    peak_disk = 0
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak_disk
+        while not done.wait(0.05):
+            peak_disk = max(peak_disk, disk_usage(staging))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        poller.start()
+        _pid, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        poller.join()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    time.sleep(0.2)  # moto flushes its log line after answering
+    run = Run(
+        label,
+        seconds,
+        usage.ru_maxrss * 1024,
+        peak_disk,
+        len(bench.emulators_requests()) - amp_before,
+        bench.moto.requests() - s3_before,
+        child.returncode,
+        stderr,
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"{label} failed (exit {run.returncode}):\n{stderr[-4000:]}")
+    return run
+
+
+# The benchmark.
+
+
+def spec_for(mib: float, seed: int = 0) -> dict[str, int]:
+    """Emulator settings for a day of about `mib` MiB of NDJSON (22 hours with events)."""
+    per_hour = max(1, round(mib * MIB / (22 * (EVENT_BYTES + PADDING))))
+    return {"events_per_hour": per_hour, "padding_bytes": PADDING, "seed": seed}
+
+
+class Bench:
+    def __init__(self, work: Path, cache: Path) -> None:
+        import boto3
+
+        from amp_luigi.emulator import Emulator
+
+        self.work = work
+        self.cache = cache
+        self.moto = MotoServer(work)
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id=AWS_KEY,
+            aws_secret_access_key=AWS_SECRET,
+        )
+        self.bucket = "amp-bench"
+        self.s3.create_bucket(Bucket=self.bucket)
+        self._emulator_cls = Emulator
+        self.emulators: list = []
+        self.runs = 0
+
+    def emulators_requests(self) -> list:
+        return [record for emulator in self.emulators for record in emulator.requests]
+
+    def emulator(self, settings: dict[str, int], warm: list[dt.date]):
+        emulator = self._emulator_cls(API_KEY, SECRET_KEY, cache_dir=self.cache, **settings).start()
+        self.emulators.append(emulator)
+        for day in warm:  # build (or load) the day's hours now, not inside a measured run
+            start, end = dt.datetime.combine(day, dt.time()), dt.datetime.combine(day, dt.time(23))
+            emulator.dataset.write_zip(_Null(), start, end)
+        return emulator
+
+    def env(self, emulator, prefix: str, staging: Path, config: Path) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AWS_", "AMP_", "LUIGI_"))
+            and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
+        }
+        env.update(
+            AMP_API_KEY=API_KEY,
+            AMP_SECRET_KEY=SECRET_KEY,
+            AMP_EXPORT_URL=emulator.url,
+            AMP_DATA_DIR=str(staging),
+            AMP_S3_PREFIX=prefix,
+            AWS_BUCKET_NAME=self.bucket,
+            ACCESS_KEY=AWS_KEY,
+            SECRET_ACCESS_KEY=AWS_SECRET,
+            AWS_ACCESS_KEY_ID=AWS_KEY,
+            AWS_SECRET_ACCESS_KEY=AWS_SECRET,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL_S3=self.moto.url,
+            LUIGI_CONFIG_PATH=str(config),
+            PYTHONPATH=str(REPO),
+        )
+        return env
+
+    def config(self, keep_gzip: bool) -> tuple[Path, Path]:
+        cwd = self.work / "cwd"
+        cwd.mkdir(exist_ok=True)
+        shutil.copy(REPO / "luigi.cfg", cwd / "luigi.cfg")
+        config = self.work / f"bench-{'gz' if keep_gzip else 'json'}.cfg"
+        config.write_text(f"[storage]\nkeep_gzip = {str(keep_gzip).lower()}\n")
+        return cwd, config
+
+    def run_amp(
+        self, emulator, keep_gzip: bool, label: str, args: list[str] | None = None
+    ) -> tuple[Run, str]:
+        self.runs += 1
+        prefix = f"run{self.runs}-amp"
+        staging = self.work / f"staging-{self.runs}"
+        cwd, config = self.config(keep_gzip)
+        command = [str(BIN / "luigi"), "--module", "amp_luigi"]
+        command += args or ["VerifyDay", "--date", DAY.isoformat(), "--local-scheduler"]
+        staging.mkdir()
+        run = measure(label, command, self.env(emulator, prefix, staging, config), cwd, staging, self)
+        shutil.rmtree(staging, ignore_errors=True)
+        return run, prefix
+
+    def run_naive(self, emulator, keep_gzip: bool, label: str) -> tuple[Run, str]:
+        self.runs += 1
+        prefix = f"run{self.runs}-naive"
+        staging = self.work / f"staging-{self.runs}"
+        staging.mkdir()
+        cwd, config = self.config(keep_gzip)
+        command = [sys.executable, str(Path(__file__).resolve()), "--naive", emulator.url, DAY.isoformat()]
+        command += [str(staging / "day"), self.bucket, prefix] + (["--gz"] if keep_gzip else [])
+        run = measure(label, command, self.env(emulator, prefix, staging, config), cwd, staging, self)
+        shutil.rmtree(staging, ignore_errors=True)
+        return run, prefix
+
+    # What landed in S3.
+
+    def keys(self, prefix: str) -> dict[str, int]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+    def digest(self, key: str) -> tuple[str, int]:
+        """The object's SHA-256 and its number of events (lines, after gunzip for .json.gz)."""
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        sha, lines = hashlib.sha256(), 0
+        inflater = zlib_stream() if key.endswith(".gz") else None
+        while chunk := body.read(MIB):
+            sha.update(chunk)
+            data = inflater.decompress(chunk) if inflater else chunk
+            lines += data.count(b"\n")
+        return sha.hexdigest(), lines
+
+    def landed(self, prefix: str) -> dict[str, tuple[str, int]]:
+        data = [key for key in self.keys(f"{prefix}/{DAY.isoformat()}/")]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            digests = pool.map(self.digest, data)
+        return {key.rsplit("/", 1)[-1]: digest for key, digest in zip(data, digests, strict=True)}
+
+    def delete(self, prefix: str) -> None:
+        keys = list(self.keys(prefix + "/"))
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+
+    def stop(self) -> None:
+        for emulator in self.emulators:
+            emulator.stop()
+        self.moto.stop()
+
+
+class _Null(io.RawIOBase):
+    """A write-only sink for warming the emulator's cache without holding the zip."""
+
+    position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+
+def zlib_stream():
+    import zlib
+
+    return zlib.decompressobj(wbits=31)
+
+
+def same_events(bench: Bench, emulator, naive_prefix: str, amp_prefix: str) -> tuple[int, int]:
+    """Both pipelines' objects, compared by name, SHA-256 and event count; (objects, events)."""
+    naive_objects, amp_objects = bench.landed(naive_prefix), bench.landed(amp_prefix)
+    if naive_objects != amp_objects:
+        differing = sorted(set(naive_objects.items()) ^ set(amp_objects.items()))[:5]
+        raise SystemExit(f"naive and amp-luigi put different objects in S3: {differing}")
+    events = sum(count for _sha, count in amp_objects.values())
+    if events != emulator.day_event_count(DAY):
+        raise SystemExit(f"S3 holds {events} events, the emulator made {emulator.day_event_count(DAY)}")
+    if not amp_objects:
+        raise SystemExit("nothing landed in S3")
+    return len(amp_objects), events
+
+
+def best(runs: list[Run]) -> Run:
+    """The median run by wall time (the best of two), with the largest RSS and disk any run saw."""
+    ordered = sorted(runs, key=lambda run: run.seconds)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return Run(
+        middle.label,
+        statistics.median(run.seconds for run in runs) if len(runs) > 2 else middle.seconds,
+        max(run.max_rss for run in runs),
+        max(run.max_disk for run in runs),
+        middle.amp_requests,
+        middle.s3_requests,
+        0,
+    )
+
+
+def day_runs(bench: Bench, emulator, runs: int, zip_bytes: int) -> list[tuple[Run, Run | None]]:
+    rows: list[tuple[Run, Run | None]] = []
+    for keep_gzip in (False, True):
+        fmt = ".json.gz" if keep_gzip else ".json"
+        naive_runs, amp_runs = [], []
+        for _ in range(runs):
+            naive_run, naive_prefix = bench.run_naive(emulator, keep_gzip, f"naive {fmt}")
+            amp_run, amp_prefix = bench.run_amp(emulator, keep_gzip, f"amp-luigi {fmt}")
+            objects, events = same_events(bench, emulator, naive_prefix, amp_prefix)
+            print(
+                f"  {fmt}: naive {naive_run.seconds:.1f} s, amp-luigi {amp_run.seconds:.1f} s; "
+                f"same {objects} objects, {events} events in S3",
+                file=sys.stderr,
+            )
+            bench.delete(naive_prefix)
+            bench.delete(amp_prefix)
+            naive_runs.append(naive_run)
+            amp_runs.append(amp_run)
+        naive_best = best(naive_runs)
+        rows += [(naive_best, None), (best(amp_runs), naive_best)]
+    return rows
+
+
+def table(rows: list[tuple[Run, Run | None]], zip_bytes: int) -> str:
+    head = "| pipeline | wall s | x faster | peak RSS MiB | x less | peak staging MiB | x zip | Amplitude requests | S3 requests |"
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for run, naive_run in rows:
+        faster = f"{naive_run.seconds / run.seconds:.1f}" if naive_run else ""
+        less = f"{naive_run.max_rss / run.max_rss:.1f}" if naive_run else ""
+        lines.append(
+            f"| {run.label} | {run.seconds:.1f} | {faster} | {run.max_rss / MIB:.0f} | {less} | "
+            f"{run.max_disk / MIB:.0f} | {run.max_disk / zip_bytes:.2f} | {run.amp_requests} | {run.s3_requests} |"
+        )
+    return "\n".join(lines)
+
+
+def zip_size(emulator) -> tuple[int, int]:
+    start, end = dt.datetime.combine(DAY, dt.time()), dt.datetime.combine(DAY, dt.time(23))
+    sink = _Null()
+    raw = emulator.dataset.write_zip(sink, start, end)
+    return sink.position, raw
+
+
+def nothing_to_do(bench: Bench, emulator, days: int) -> list[str]:
+    """ExportRange and RangeDaily over `days` verified days: time and S3 requests to decide."""
+    prefix = "range"
+    first = DAY - dt.timedelta(days=days)
+    body = json.dumps({"objects": [], "events": 0}).encode()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda n: bench.s3.put_object(
+                    Bucket=bench.bucket,
+                    Key=f"{prefix}/_verified/{first + dt.timedelta(days=n)}.json",
+                    Body=body,
+                ),
+                range(days),
+            )
+        )
+    cwd, config = bench.config(False)
+    lines = []
+    for task in ("ExportRange", "RangeDaily --of VerifyDay"):
+        staging = bench.work / "staging-range"
+        staging.mkdir(exist_ok=True)
+        command = [str(BIN / "luigi"), "--module", "amp_luigi", *task.split()]
+        command += ["--start", first.isoformat(), "--stop", DAY.isoformat(), "--local-scheduler"]
+        run = measure(task, command, bench.env(emulator, prefix, staging, config), cwd, staging, bench)
+        if "already done" not in run.stderr and "complete" not in run.stderr:
+            print(run.stderr[-2000:], file=sys.stderr)
+        lines.append(
+            f"| {task.split()[0]} over {days} verified days | {run.seconds:.2f} s | "
+            f"{run.s3_requests} S3 requests | {run.amp_requests} Amplitude requests |"
+        )
+    bench.delete(prefix)
+    return lines
+
+
+def backfill(bench: Bench, days: int) -> str:
+    """Tiny days through ExportRange --workers 1: our own overhead per day, net of one-off start-up."""
+    emulator = bench.emulator({"events_per_hour": 2, "events_per_part": 1000, "padding_bytes": 0}, [])
+    times = {}
+    for count in (1, days):
+        stop = DAY + dt.timedelta(days=100 + count)
+        start = stop - dt.timedelta(days=count)
+        run, prefix = bench.run_amp(
+            emulator,
+            False,
+            f"backfill {count}",
+            [
+                "ExportRange",
+                "--start",
+                start.isoformat(),
+                "--stop",
+                stop.isoformat(),
+                "--workers",
+                "1",
+                "--local-scheduler",
+            ],
+        )
+        verified = [key for key in bench.keys(f"{prefix}/_verified/")]
+        if len(verified) != count:
+            raise SystemExit(f"backfill of {count} tiny days verified {len(verified)}")
+        times[count] = run.seconds
+        bench.delete(prefix)
+    per_day = (times[days] - times[1]) / (days - 1)
+    return (
+        f"| ExportRange --workers 1, {days} tiny days | {times[days]:.2f} s | "
+        f"{per_day:.2f} s per day beyond the first (1 day: {times[1]:.2f} s) | |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mib", type=float, default=500, help="uncompressed size of the measured day")
+    parser.add_argument("--runs", type=int, default=2, help="runs of each pipeline and format (median)")
+    parser.add_argument("--small-mib", type=float, default=100, help="the small day of the flatness check")
+    parser.add_argument("--large-mib", type=float, help="the large day of the flatness check (default --mib)")
+    parser.add_argument("--range-days", type=int, default=365)
+    parser.add_argument("--tiny-days", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="only the naive vs amp-luigi table")
+    parser.add_argument("--work-dir", help="default: a temporary directory")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(Path(tempfile.gettempdir()) / "amp-luigi-bench-cache"),
+        help="generated days, kept",
+    )
+    parser.add_argument(
+        "--naive", nargs=5, metavar=("URL", "DATE", "WORK", "BUCKET", "PREFIX"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--gz", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive:
+        url, date, work, bucket, prefix = args.naive
+        return naive(url, date, Path(work), bucket, prefix, args.gz)
+
+    sys.path.insert(0, str(REPO))
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="amp-bench-")))
+        work.mkdir(parents=True, exist_ok=True)
+        bench = Bench(work, Path(args.cache_dir))
+        stack.callback(bench.stop)
+        print(f"generating a day of ~{args.mib:g} MiB with the emulator ...", file=sys.stderr)
+        emulator = bench.emulator(spec_for(args.mib), [DAY])
+        zip_bytes, raw_bytes = zip_size(emulator)
+        print(f"  zip {zip_bytes / MIB:.0f} MiB, NDJSON {raw_bytes / MIB:.0f} MiB", file=sys.stderr)
+        rows = day_runs(bench, emulator, args.runs, zip_bytes)
+        out = [
+            f"One day: {raw_bytes / MIB:.0f} MiB of NDJSON events in a {zip_bytes / MIB:.0f} MiB zip, "
+            f"{emulator.day_event_count(DAY)} events; median of {args.runs} alternating run(s) each; "
+            f"{os.cpu_count()} cores shared with the emulator and moto.",
+            "",
+            table(rows, zip_bytes),
+        ]
+        if not args.quick:
+            rss = []
+            for mib, seed in ((args.small_mib, 1), (args.large_mib or args.mib, 0)):
+                print(f"flatness: a day of ~{mib:g} MiB ...", file=sys.stderr)
+                day_emulator = (
+                    emulator if seed == 0 and mib == args.mib else bench.emulator(spec_for(mib, seed), [DAY])
+                )
+                run, prefix = bench.run_amp(day_emulator, False, f"{mib:g} MiB")
+                bench.delete(prefix)
+                rss.append(f"{zip_size(day_emulator)[1] / MIB:.0f} MiB day: {run.max_rss / MIB:.0f} MiB")
+            out += ["", "Peak RSS of VerifyDay (.json output): " + ", ".join(rss), ""]
+            out += ["| check | time | | |", "| --- | ---: | --- | --- |"]
+            print("365 days with nothing to do ...", file=sys.stderr)
+            out += nothing_to_do(bench, emulator, args.range_days)
+            print("tiny-day backfill ...", file=sys.stderr)
+            out.append(backfill(bench, args.tiny_days))
+        print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
