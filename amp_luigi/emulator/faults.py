@@ -10,7 +10,7 @@ first rule that matches its range and still has uses left. The kinds:
 - `slow_first_byte`: wait `seconds=5` (or until the `until` threading.Event is set) before the status line.
 - Archive faults, all answered 200 with a zip that must be rejected: `broken_zip` (not a zip at all),
   `bad_gzip_crc`, `non_json_line`, `evil_name` (`../../evil.json.gz`), `absolute_name`
-  (`/tmp/evil.json.gz`), `symlink_member`, `gzip_bomb` (opt `size=2 GiB`, inflating from ~2 MiB) and
+  (`/tmp/evil.json.gz`), `symlink_member`, `gzip_bomb` (`size=2 GiB` of `fill=b" "` from ~2 MiB) and
   `zip_crc` (member data that fails the zip's CRC-32).
 """
 
@@ -149,7 +149,7 @@ def _flip_member_byte(out: IO[bytes], info: zipfile.ZipInfo) -> None:
 
 
 def write_gzip_bomb(out: IO[bytes], size: int, fill: bytes = b" ") -> None:
-    """Write a gzip of `size` bytes of `fill` (no newline) streaming, in about size / 1000 bytes.
+    """Write a gzip of `size` bytes of `fill`, streaming, in about size / 1000 bytes.
 
     One MiB is deflated once and its output repeated: a full flush ends it byte-aligned with an empty
     dictionary, so the copies are valid deflate blocks that each inflate to the same MiB.

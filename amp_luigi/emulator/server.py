@@ -269,11 +269,12 @@ class Emulator:
         fault = self.faults.take(start, end)
         record.fault = fault.kind if fault else None
         self._stopping.wait(self.latency_seconds)
-        if fault is None or fault.kind in _SENT_AS_EXPORT:
+        if fault is None or fault.kind in ("slow_first_byte", *_CUTS):
             if fault is not None and fault.kind == "slow_first_byte":
                 waiter = fault.opts.get("until") or self._stopping
                 waiter.wait(fault.opts.get("seconds", 5.0))
-            self._send(exchange, self._export(start, end), cut=fault)
+            cut = fault if fault is not None and fault.kind in _CUTS else None
+            self._send(exchange, self._export(start, end), cut)
         elif fault.kind == "drop":
             handler.close_connection = True
         else:
@@ -329,11 +330,10 @@ class Emulator:
     def _send(self, exchange: _Exchange, response: _Response, cut: Fault | None = None) -> None:
         """Send the response; a `truncate` or `drop_mid_body` cut sends only part of the body, then closes."""
         handler, record = exchange.handler, exchange.record
-        cutting = cut is not None and cut.kind in ("truncate", "drop_mid_body")
         with response.body as body:
             length = body.seek(0, io.SEEK_END)
             body.seek(0)
-            limit = int(length * cut.opts.get("fraction", 0.5)) if cut is not None and cutting else length
+            limit = int(length * cut.opts.get("fraction", 0.5)) if cut is not None else length
             record.status, record.bytes_sent = response.status, limit
             handler.send_response(response.status)
             handler.send_header("Content-Length", str(length))
@@ -346,13 +346,15 @@ class Emulator:
             try:
                 while sent < limit:
                     chunk = body.read(min(CHUNK, limit - sent))
-                    if sent + len(chunk) >= limit or not chunk:
+                    if not chunk:
+                        break
+                    if sent + len(chunk) >= limit:
                         self._finish(exchange)
                     handler.wfile.write(chunk)
                     sent += len(chunk)
             finally:
                 record.bytes_sent = sent
-        if cut is not None and cutting:
+        if cut is not None:
             handler.close_connection = True
             if cut.kind == "drop_mid_body":
                 # Closing with a zero linger time sends RST: the client sees "connection reset by peer".
@@ -369,7 +371,7 @@ class _Exchange:
     finished: bool = False
 
 
-_SENT_AS_EXPORT = frozenset({"truncate", "drop_mid_body", "slow_first_byte"})
+_CUTS = ("truncate", "drop_mid_body")
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Amplitude"'}
 _ZIP_HEADERS = {"Content-Type": "application/zip"}
 
