@@ -1,0 +1,59 @@
+"""`python -m amp_luigi` (or `amp-luigi`): the sandbox and the status view; the pipeline itself runs
+through the `luigi` command (`luigi --module amp_luigi ExportRange --start ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m amp_luigi", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the pipeline on the built-in emulator and a local S3 server, no account needed",
+        description="Runs `luigi ... ExportRange` twice against the Amplitude emulator and a moto S3 "
+        "server on 127.0.0.1: the first run exports the last few days, the second skips them all.",
+    )
+    sandbox.add_argument("--days", type=int, default=3, help="how many of the newest days (default 3)")
+    sandbox.add_argument(
+        "--with-scheduler",
+        action="store_true",
+        help="start luigid, run against it and keep it running (Ctrl-C stops) to look at the visualiser",
+    )
+    sandbox.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)  # for tests
+    sandbox.add_argument("--events-per-hour", type=int, default=200, help=argparse.SUPPRESS)
+    sandbox.add_argument("--latency", type=float, default=0.0, help="emulator seconds per request")
+
+    status = commands.add_parser(
+        "status",
+        help="per day: done / empty / missing / failed, from the S3 markers",
+        description="Reads the bucket configured in luigi.cfg / the environment (as the luigi command "
+        "does) and shows each day of [--start, --stop) as a calendar.",
+    )
+    status.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    status.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
+
+    args = parser.parse_args(argv)
+    if args.command == "sandbox":
+        from amp_luigi import sandbox as sandbox_module
+
+        if args.days < 1:
+            parser.error("--days must be at least 1")
+        return sandbox_module.run(
+            args.days,
+            with_scheduler=args.with_scheduler,
+            wait=not args.no_wait,
+            events_per_hour=args.events_per_hour,
+            latency=args.latency,
+        )
+    from amp_luigi import status as status_module
+
+    return status_module.main(args.start, args.stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

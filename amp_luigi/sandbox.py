@@ -1,0 +1,371 @@
+"""The sandbox: the real `luigi` command against the built-in emulator and a local moto S3 server.
+
+`python -m amp_luigi sandbox` needs no account and no network beyond 127.0.0.1. It starts the
+Amplitude emulator (in this process) and a moto S3 server on free loopback ports, writes a
+throwaway working directory holding the project's luigi.cfg, then runs the range wrapper exactly as
+cron would (`luigi --module amp_luigi ExportRange --start ...`) for the last few exportable days,
+prints what landed in the bucket (from the verified markers), and runs it again to show that every
+day is skipped without a request to Amplitude. With `--with-scheduler` it also starts `luigid` and
+leaves it running with the visualiser open for inspection until Ctrl-C. Everything is removed at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+PREFIX = "python_import"
+BUCKET = "amp-sandbox"
+SANDBOX_API_KEY = "sandbox-api-key"
+# Used when the package runs outside its repository (pip install without the source tree).
+FALLBACK_CONFIG = """
+[retcode]
+already_running = 0
+missing_data = 20
+not_run = 0
+task_failed = 30
+scheduling_error = 35
+unhandled_exception = 40
+
+[worker]
+keep_alive = false
+
+[resources]
+amplitude_export = 2
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def luigi_command() -> list[str]:
+    """The `luigi` console script next to this interpreter, else `python -m luigi` (the same code)."""
+    script = Path(sys.executable).with_name("luigi")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "luigi"]
+
+
+def luigid_command() -> list[str]:
+    script = Path(sys.executable).with_name("luigid")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import luigi.cmdline; luigi.cmdline.luigid()"]
+
+
+def project_config() -> str:
+    """The repository's luigi.cfg (retcodes, resources, worker settings), as the deployment uses it."""
+    repo_config = PACKAGE.parent / "luigi.cfg"
+    return repo_config.read_text(encoding="utf-8") if repo_config.exists() else FALLBACK_CONFIG
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any AWS, Amplitude or Luigi setting a user may have set."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "AMP_", "LUIGI_")) and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
+    }
+
+
+class Luigid:
+    """A `luigid` on a free loopback port with its state and logs in `directory`; stopped on exit."""
+
+    def __init__(self, directory: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def visualiser(self) -> str:
+        return f"{self.url}/static/visualiser/index.html"
+
+    def start(self, timeout: float = 30.0) -> Luigid:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = (self.directory / "luigid.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                *luigid_command(),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--state-path",
+                str(self.directory / "luigid-state.pickle"),
+                "--logdir",
+                str(self.directory),
+            ],
+            cwd=self.directory,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the sandbox, which stops luigid itself
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"luigid exited with {self.process.returncode}; see {self.directory}")
+            with contextlib.suppress(OSError):
+                self.api("task_list", status="DONE")
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"luigid did not answer on port {self.port} within {timeout:g} s")
+
+    def api(self, method: str, **data: Any) -> Any:
+        """One call of the scheduler's JSON API, e.g. `api("task_list", status="DONE")`."""
+        query = urllib.parse.urlencode({"data": json.dumps(data)})
+        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as answer:
+            return json.loads(answer.read())["response"]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> Luigid:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def execution_summary(output: str) -> list[str]:
+    """The lines of Luigi's execution summary, which it prints at the end of every run."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if "===== Luigi Execution Summary =====" in line]
+    if not starts:
+        return []
+    # The summary is framed by two header lines; take the last complete frame.
+    first, last = (starts[-2], starts[-1]) if len(starts) > 1 else (starts[0], len(lines))
+    return [line for line in lines[first + 1 : last] if line.strip()]
+
+
+@dataclass
+class Sandbox:
+    """The running services and the environment of a deployment that points at them."""
+
+    root: Path
+    emulator: Any
+    s3: Any
+    s3_endpoint: str
+    env: dict[str, str]
+    scheduler: Luigid | None = None
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "work"
+
+    def scheduler_args(self) -> list[str]:
+        if self.scheduler:
+            return ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(self.scheduler.port)]
+        return ["--local-scheduler"]
+
+    def luigi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*luigi_command(), *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def verified(self) -> dict[str, dict[str, Any]]:
+        """The verified markers, by day: what VerifyDay proved S3 holds."""
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=f"{PREFIX}/_verified/"
+        )
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        markers = {}
+        for key in sorted(keys):
+            body = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            record = json.loads(body)
+            markers[record["date"]] = record
+        return markers
+
+    def object_count(self) -> int:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+
+@contextlib.contextmanager
+def sandbox(root: Path, *, with_scheduler: bool, events_per_hour: int, latency: float) -> Iterator[Sandbox]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    # moto's web server logs every request; the sandbox prints its own summary instead.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    from amp_luigi.emulator import Emulator
+
+    secret_key = f"sandbox-secret-{secrets.token_hex(8)}"
+    aws_secret = f"sandbox-aws-{secrets.token_hex(8)}"
+    workdir = root / "work"
+    workdir.mkdir(parents=True)
+    (workdir / "luigi.cfg").write_text(project_config(), encoding="utf-8")
+    with contextlib.ExitStack() as stack:
+        emulator = stack.enter_context(
+            Emulator(SANDBOX_API_KEY, secret_key, events_per_hour=events_per_hour, latency_seconds=latency)
+        )
+        port = free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        stack.callback(moto.stop)
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="AKIASANDBOX",
+            aws_secret_access_key=aws_secret,
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        env = clean_environment()
+        env.update(
+            AMP_API_KEY=SANDBOX_API_KEY,
+            AMP_SECRET_KEY=secret_key,
+            AMP_EXPORT_URL=emulator.url,
+            AMP_DATA_DIR=str(root / "staging"),
+            AWS_BUCKET_NAME=BUCKET,
+            AWS_ENDPOINT_URL_S3=endpoint,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            ACCESS_KEY="AKIASANDBOX",
+            SECRET_ACCESS_KEY=aws_secret,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
+        )
+        scheduler = None
+        if with_scheduler:
+            scheduler = stack.enter_context(Luigid(root / "luigid", env=clean_environment()))
+        yield Sandbox(root, emulator, s3, endpoint, env, scheduler)
+
+
+def _human(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB" if size >= 1048576 else f"{size / 1024:.1f} KiB"
+
+
+def _print_run(title: str, command: list[str], run: subprocess.CompletedProcess[str], seconds: float) -> None:
+    print(f"\n{title}\n  $ luigi {' '.join(command)}")
+    for line in execution_summary(run.stdout + run.stderr):
+        print(f"  | {line}")
+    print(f"  exit code {run.returncode} after {seconds:.1f} s")
+
+
+def run(
+    days: int = 3,
+    *,
+    with_scheduler: bool = False,
+    wait: bool = True,
+    events_per_hour: int = 200,
+    latency: float = 0.0,
+) -> int:
+    """Run the sandbox and return the exit code: 0 when both runs behaved as the pipeline promises."""
+    from amp_luigi.hours import last_available_day
+
+    newest = last_available_day(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), 2.0)
+    start = newest - dt.timedelta(days=days - 1)
+    root = Path(tempfile.mkdtemp(prefix="amp-luigi-sandbox-"))
+    try:
+        with sandbox(
+            root, with_scheduler=with_scheduler, events_per_hour=events_per_hour, latency=latency
+        ) as box:
+            return _demo(box, start, newest, wait)
+    except KeyboardInterrupt:
+        print("\nStopped.")
+        return 130
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
+    # The pid lock lives in the sandbox, so a sandbox never collides with another one or a real run.
+    command = [
+        *("--module", "amp_luigi", "ExportRange", "--start", start.isoformat()),
+        *box.scheduler_args(),
+        *("--lock-pid-dir", str(box.root / "locks")),
+    ]
+    print(f"amp-luigi sandbox in {box.root} (removed at exit)")
+    print(f"  Amplitude emulator  {box.emulator.url}")
+    print(f"  S3 (moto server)    {box.s3_endpoint}  bucket {BUCKET}")
+    print(f"  staging directory   {box.env['AMP_DATA_DIR']}")
+    if box.scheduler:
+        print(f"  luigid              {box.scheduler.url}")
+    print(f"  days                {start} .. {newest}")
+
+    began = time.monotonic()
+    first = box.luigi(*command)
+    _print_run("Run 1: export every missing day", command, first, time.monotonic() - began)
+    print(f"  the emulator answered {len(box.emulator.requests)} export request(s)")
+    markers = box.verified()
+    if first.returncode != 0 or len(markers) != (newest - start).days + 1:
+        print("\nThe first run did not verify every day. Its output:\n" + first.stdout + first.stderr)
+        return 1
+
+    print(f"\nData landed in s3://{BUCKET}/{PREFIX}/ (endpoint {box.s3_endpoint}):")
+    print(f"  {'day':<10}  {'objects':>7}  {'events':>8}  {'bytes':>10}")
+    for day, record in markers.items():
+        print(
+            f"  {day:<10}  {record['object_count']:>7}  {record['events']:>8,}  {_human(record['bytes']):>10}"
+        )
+    total_events = sum(record["events"] for record in markers.values())
+    total_objects = sum(record["object_count"] for record in markers.values())
+    print(
+        f"  {len(markers)} day(s), {total_objects} data object(s), {total_events:,} events; "
+        f"{box.object_count()} keys in the bucket with the _uploaded/ and _verified/ markers"
+    )
+
+    box.emulator.reset_requests()
+    began = time.monotonic()
+    second = box.luigi(*command)
+    _print_run("Run 2: the same command again", command, second, time.monotonic() - began)
+    after = box.verified()
+    skipped = [day for day in markers if after.get(day, {}).get("verified_at") == markers[day]["verified_at"]]
+    for day in markers:
+        state = "skipped, verified marker unchanged" if day in skipped else "RUN AGAIN"
+        print(f"  {day}: {state}")
+    requests = len(box.emulator.requests)
+    print(f"  the emulator answered {requests} export request(s)")
+    ok = second.returncode == 0 and requests == 0 and len(skipped) == len(markers)
+    print("\nEvery day was skipped without a request to Amplitude." if ok else "\nThe second run did work!")
+
+    if box.scheduler:
+        print(f"\nluigid is running: open {box.scheduler.visualiser}")
+        if wait:
+            print("Press Ctrl-C to stop it and remove the sandbox.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while box.scheduler.process is not None and box.scheduler.process.poll() is None:
+                    time.sleep(0.5)
+            print("\nStopping.")
+    return 0 if ok else 1

@@ -1,0 +1,77 @@
+"""The README's first command: `python -m amp_luigi sandbox`, run as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO
+
+
+def sandbox(*args: str) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "AMP_", "LUIGI_"))}
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "amp_luigi", "sandbox", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sandbox_exports_the_newest_days_then_skips_them_all() -> None:
+    began = time.monotonic()
+    process = sandbox("--days", "2")
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert time.monotonic() - began < 60
+    root = re.search(r"amp-luigi sandbox in (\S+)", output)
+    assert root, output
+    days = re.findall(r"^  (\d{4}-\d{2}-\d{2})\s+(\d+)\s+([\d,]+)\s+[\d.]+ [KM]iB$", output, re.MULTILINE)
+    assert len(days) == 2 and all(int(objects) > 0 for _, objects, _ in days), output
+    assert "* 9 ran successfully" in output  # ExportRange plus four tasks a day
+    assert "VerifyDay(date=" in output
+    for day, _, _ in days:
+        assert f"{day}: skipped, verified marker unchanged" in output
+    assert "the emulator answered 0 export request(s)" in output
+    assert "Every day was skipped without a request to Amplitude." in output
+    assert not os.path.exists(root.group(1)), "the sandbox removes its directory"
+
+
+def test_sandbox_with_scheduler_prints_the_visualiser_and_stops_on_ctrl_c() -> None:
+    process = sandbox("--days", "1", "--with-scheduler")
+    lines: list[str] = []
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/static/visualiser/index\.html)", output)
+        assert url, output
+        assert "--scheduler-host 127.0.0.1 --scheduler-port" in output
+        assert "the emulator answered 0 export request(s)" in output
+        import urllib.request
+
+        with urllib.request.urlopen(url.group(1), timeout=10) as page:
+            assert page.status == 200
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output + rest
+    port = url.group(1).split(":")[2].split("/")[0]
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("luigid still answers after the sandbox stopped")
