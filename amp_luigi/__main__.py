@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
     status.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
 
+    status.add_argument(
+        "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         from amp_luigi import sandbox as sandbox_module
@@ -51,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             latency=args.latency,
         )
     from amp_luigi import status as status_module
+    from amp_luigi.errors import AmpLuigiError
 
-    return status_module.main(args.start, args.stop)
+    try:
+        return status_module.main(args.start, args.stop, check=args.check)
+    except AmpLuigiError as error:  # a missing setting, no bucket, access denied: say which
+        print(f"amp-luigi status: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

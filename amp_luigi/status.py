@@ -1,0 +1,150 @@
+"""The status view: per day, done / empty / missing / failed, as a calendar, from the S3 markers.
+
+    python -m amp_luigi status --start 2024-03-01 --stop 2024-04-01
+
+It reads the same settings as the `luigi` command (luigi.cfg in the working directory, the
+environment, `.env`) and asks S3 a bounded number of questions whatever the range: one listing of
+`_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified day in the range
+for its counts, several at a time. Data objects are never listed. The staging directory is looked
+at too, since a day that failed before its upload left nothing in S3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from amp_luigi.hours import last_available_day
+from amp_luigi.layout import UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.storage import Bucket
+
+DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+CELL = 17
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    date: dt.date
+    state: str
+    events: int = 0
+    objects: int = 0
+    reason: str = ""
+
+    def cell(self) -> str:
+        if self.state == DONE:
+            text = f"{self.date.day:02d} {_short(self.events)}/{self.objects}"
+        else:
+            text = f"{self.date.day:02d} {self.state}"
+        return text[: CELL - 1].ljust(CELL)
+
+
+def _short(count: int) -> str:
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return str(count)
+
+
+def _days(start: dt.date, stop: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
+
+
+def collect(
+    bucket: Bucket, prefix: str, staging_root: Path, start: dt.date, stop: dt.date, newest: dt.date
+) -> list[DayStatus]:
+    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export."""
+    verified = {marker_date(key): key for key in bucket.sizes(marker_prefix(prefix, VERIFIED_DIR))}
+    uploaded = {marker_date(key) for key in bucket.sizes(marker_prefix(prefix, UPLOADED_DIR))}
+    staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
+    days = _days(start, stop)
+    wanted = [day for day in days if day in verified]
+    markers = dict(zip(wanted, bucket.map(lambda day: bucket.read_json(verified[day]), wanted), strict=True))
+    result = []
+    for day in days:
+        if day in markers:
+            record = markers[day]
+            objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
+            result.append(DayStatus(day, DONE if objects else EMPTY, events, objects))
+        elif day in uploaded or day in staged:
+            why = [
+                *(["an _uploaded marker without a _verified one"] if day in uploaded else []),
+                *(["a staging directory left behind"] if day in staged else []),
+            ]
+            result.append(DayStatus(day, FAILED, reason=" and ".join(why)))
+        elif day > newest:
+            result.append(DayStatus(day, NOT_YET))
+        else:
+            result.append(DayStatus(day, MISSING))
+    return result
+
+
+def _date(name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+def render(days: list[DayStatus], where: str, out: TextIO) -> None:
+    """A calendar: one row per week (Monday first), one cell per day: `DD events/objects` or a state."""
+    if not days:
+        print(f"{where}: no days in the range", file=out)
+        return
+    first, last = days[0].date, days[-1].date
+    print(f"{where}  {first} .. {last} ({len(days)} days; done cells show events/objects)", file=out)
+    print(" " * 12 + "".join(name.ljust(CELL) for name in WEEKDAYS).rstrip(), file=out)
+    by_date = {day.date: day for day in days}
+    monday = first - dt.timedelta(days=first.weekday())
+    while monday <= last:
+        cells = [
+            by_date[date].cell() if date in by_date else " " * CELL
+            for date in (monday + dt.timedelta(days=n) for n in range(7))
+        ]
+        print(f"{monday:%Y-%m-%d}  " + "".join(cells).rstrip(), file=out)
+        monday += dt.timedelta(days=7)
+    counts = Counter(day.state for day in days)
+    states = ", ".join(f"{counts[state]} {state}" for state in (DONE, EMPTY, MISSING, FAILED, NOT_YET))
+    events = sum(day.events for day in days)
+    objects = sum(day.objects for day in days)
+    print(f"\n{states}; {events:,} events in {objects:,} objects", file=out)
+    for day in days:
+        if day.state == FAILED:
+            print(f"  {day.date} failed (or is running now): {day.reason}", file=out)
+    missing = [day.date for day in days if day.state == MISSING]
+    if missing:
+        print(f"  missing: {_ranges(missing)}; `ExportRange --start {missing[0]}` fills them", file=out)
+
+
+def _ranges(dates: list[dt.date]) -> str:
+    spans: list[tuple[dt.date, dt.date]] = []
+    for date in dates:
+        if spans and date - spans[-1][1] == dt.timedelta(days=1):
+            spans[-1] = (spans[-1][0], date)
+        else:
+            spans.append((date, date))
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
+def main(
+    start: dt.date, stop: dt.date | None = None, *, check: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """Print the calendar; with `check`, exit 1 when a day in the range is missing or failed."""
+    from amp_luigi.settings import amplitude, staging, storage
+
+    settings = storage()
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    newest = last_available_day(now, amplitude().availability_lag_hours)
+    stop = stop or now.date()
+    if stop <= start:
+        print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
+        return 2
+    bucket = settings.open_bucket()
+    prefix = settings.key_prefix()
+    days = collect(bucket, prefix, staging().root(), start, stop, newest)
+    render(days, f"s3://{bucket.name}/{prefix}/", out)
+    return 1 if check and any(day.state in (MISSING, FAILED) for day in days) else 0
