@@ -14,6 +14,7 @@ setup(
         "requests>=2.31",
         "python-dotenv>=1.0",
         "isal>=1.6",
+        "orjson>=3.9",
     ],
     extras_require={
         "test": [
