@@ -210,6 +210,7 @@ class Bench:
         self._emulator_cls = Emulator
         self.emulators: list = []
         self.runs = 0
+        self.profile_dir: Path | None = None
 
     def emulators_requests(self) -> list:
         return [record for emulator in self.emulators for record in emulator.requests]
@@ -262,12 +263,19 @@ class Bench:
         prefix = f"run{self.runs}-amp"
         staging = self.work / f"staging-{self.runs}"
         cwd, config = self.config(keep_gzip)
-        command = [str(BIN / "luigi"), "--module", "amp_luigi"]
+        # --no-lock: Luigi's process lock is per command line, and tests elsewhere may run the same one.
+        command = [*self.profile(label), str(BIN / "luigi"), "--module", "amp_luigi", "--no-lock"]
         command += args or ["VerifyDay", "--date", DAY.isoformat(), "--local-scheduler"]
         staging.mkdir()
         run = measure(label, command, self.env(emulator, prefix, staging, config), cwd, staging, self)
         shutil.rmtree(staging, ignore_errors=True)
         return run, prefix
+
+    def profile(self, label: str) -> list[str]:
+        if not self.profile_dir:
+            return []
+        name = re.sub(r"\W+", "-", label).strip("-")
+        return [sys.executable, "-m", "cProfile", "-o", str(self.profile_dir / f"{self.runs}-{name}.prof")]
 
     def run_naive(self, emulator, keep_gzip: bool, label: str) -> tuple[Run, str]:
         self.runs += 1
@@ -437,7 +445,7 @@ def nothing_to_do(bench: Bench, emulator, days: int) -> list[str]:
     for task in ("ExportRange", "RangeDaily --of VerifyDay"):
         staging = bench.work / "staging-range"
         staging.mkdir(exist_ok=True)
-        command = [str(BIN / "luigi"), "--module", "amp_luigi", *task.split()]
+        command = [str(BIN / "luigi"), "--module", "amp_luigi", "--no-lock", *task.split()]
         command += ["--start", first.isoformat(), "--stop", DAY.isoformat(), "--local-scheduler"]
         run = measure(task, command, bench.env(emulator, prefix, staging, config), cwd, staging, bench)
         if "already done" not in run.stderr and "complete" not in run.stderr:
@@ -505,6 +513,7 @@ def main() -> None:
         "--naive", nargs=5, metavar=("URL", "DATE", "WORK", "BUCKET", "PREFIX"), help=argparse.SUPPRESS
     )
     parser.add_argument("--gz", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help="write a cProfile of every amp-luigi run into this directory")
     args = parser.parse_args()
     if args.naive:
         url, date, work, bucket, prefix = args.naive
@@ -516,6 +525,9 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         bench = Bench(work, Path(args.cache_dir))
         stack.callback(bench.stop)
+        if args.profile:
+            bench.profile_dir = Path(args.profile)
+            bench.profile_dir.mkdir(parents=True, exist_ok=True)
         print(f"generating a day of ~{args.mib:g} MiB with the emulator ...", file=sys.stderr)
         emulator = bench.emulator(spec_for(args.mib), [DAY])
         zip_bytes, raw_bytes = zip_size(emulator)
