@@ -27,6 +27,7 @@ PERMISSIONS = {
     "list": "s3:ListBucket",
     "read": "s3:GetObject",
     "delete": "s3:DeleteObject",
+    "abort": "s3:AbortMultipartUpload",
 }
 DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 
@@ -158,6 +159,24 @@ class Bucket:
                     f"S3 could not delete {first['Key']} ({first.get('Code')}): grant s3:DeleteObject "
                     f"on bucket {self.name!r}."
                 )
+
+    def abort_uploads(self, prefix: str) -> list[str]:
+        """Abort the multipart uploads under `prefix` left open by a killed run; returns their keys.
+
+        A process killed mid-upload never reaches its abort, and S3 bills the parts until a lifecycle
+        rule or this removes them.
+        """
+        listing = self._call("list", prefix, self.client.list_multipart_uploads, Prefix=prefix)
+        uploads = listing.get("Uploads", [])
+        for upload in uploads:
+            self._call(
+                "abort",
+                upload["Key"],
+                self.client.abort_multipart_upload,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+        return [upload["Key"] for upload in uploads]
 
     def read_json(self, key: str) -> dict[str, Any]:
         body = self._call("read", key, self.client.get_object, Key=key)["Body"]

@@ -23,13 +23,13 @@ from luigi.contrib.s3 import S3Target
 
 from amp_luigi.amplitude import export_hours
 from amp_luigi.archive import extract_archives, inflate, read_chunks
-from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, VerificationError
+from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, StorageError, VerificationError
 from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
 from amp_luigi.manifest import ExpectedObject, Manifest, day_record
 from amp_luigi.progress import Progress, mib
 from amp_luigi.settings import amplitude, staging, storage
-from amp_luigi.storage import explain
+from amp_luigi.storage import Bucket, explain
 from amp_luigi.verify import differences
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,7 @@ class UploadDay(DayTask):
                 uploaded += 1
                 progress(f"uploaded {uploaded} of {len(objects)} object(s)", 100.0 * uploaded / len(objects))
 
+        _abort_abandoned_uploads(bucket, layout.data_prefix, self.date)
         bucket.map(upload, objects)
         strays = sorted(set(bucket.sizes(layout.data_prefix)) - {obj.key for obj in objects})
         if strays:
@@ -249,6 +250,19 @@ class VerifyDay(DayTask):
         if not staging().keep:
             shutil.rmtree(layout.day_dir, ignore_errors=True)
         progress(f"verified {len(objects)} object(s), {record['events']} events", 100, final=True)
+
+
+def _abort_abandoned_uploads(bucket: Bucket, prefix: str, date: dt.date) -> None:
+    """Best effort: without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload, only warn."""
+    try:
+        aborted = bucket.abort_uploads(prefix)
+    except StorageError as error:
+        logger.warning("%s: could not clean up multipart uploads left by a killed run: %s", date, error)
+        return
+    if aborted:
+        logger.warning(
+            "%s: aborted %d multipart upload(s) left by a killed run: %s", date, len(aborted), aborted
+        )
 
 
 def _format(layout: DayLayout) -> str:

@@ -1,0 +1,156 @@
+"""Fault injection for the real `luigi` command: `luigi --module tests.luigi_hooks VerifyDay ...`.
+
+Importing this module imports amp_luigi (so its tasks resolve) and then, driven by the environment:
+
+- `AMP_TEST_PAUSE=<point>:<n>` freezes the run the n-th time it reaches `<point>`, after creating the
+  file `$AMP_TEST_SIGNAL_DIR/<point>`, so a test can SIGKILL it at exactly that moment. Points:
+  `start:<Task>` (a stage's run() begins: every earlier stage is done), `extract` (a member is being
+  inflated, its `.partial` file open), `s3:<operation>` (a data-object call: `put_object`,
+  `upload_part`, `head_object`...) and `cleanup` (VerifyDay wrote its marker, staging not yet removed).
+- `AMP_TEST_S3_FAULT=<Operation>:<status>:<code>[:<times>]` answers that S3 operation (botocore's name,
+  e.g. `PutObject`, `ListObjectsV2`) with the error, through botocore's own parsing and retries.
+
+`s3_faults` is also used in-process by tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import shutil
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import botocore.awsrequest
+
+import amp_luigi  # noqa: F401 - registers the tasks for the luigi command
+from amp_luigi import archive, settings, storage, tasks
+
+_lock = threading.Lock()
+_counts: collections.Counter[str] = collections.Counter()
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def error_response(status: int, code: str, url: str = "") -> botocore.awsrequest.AWSResponse:
+    body = f"<Error><Code>{code}</Code><Message>injected {code}</Message></Error>".encode()
+    return botocore.awsrequest.AWSResponse(url, status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+class S3Faults:
+    """Answers the next `times` calls of `operation` with an S3 error; counts every call it sees."""
+
+    def __init__(self) -> None:
+        self.rules: list[list[Any]] = []
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.injected: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def add(self, operation: str, status: int, code: str, times: int | None = 1) -> None:
+        with self._lock:
+            self.rules.append([operation, status, code, times])
+
+    def __call__(self, request: Any, model: Any = None, **_: Any) -> Any:
+        name = model.name if model is not None else ""
+        with self._lock:
+            self.calls[name] += 1
+            for rule in self.rules:
+                operation, status, code, times = rule
+                if operation == name and times != 0:
+                    if times is not None:
+                        rule[3] = times - 1
+                    self.injected[name] += 1
+                    return error_response(status, code, getattr(request, "url", ""))
+        return None
+
+    def install(self, session: Any) -> None:
+        session.events.register("before-send.s3", self, unique_id="amp-test-s3-faults")
+
+
+def s3_faults(faults: S3Faults) -> Callable[..., Any]:
+    """A replacement for amp_luigi.settings._aws whose sessions answer through `faults`."""
+    original = settings._aws
+
+    @functools.wraps(original)
+    def _aws(*args: Any) -> Any:
+        session, config = original(*args)
+        faults.install(session)
+        return session, config
+
+    return _aws
+
+
+def _reached(point: str) -> bool:
+    wanted, _, nth = os.environ.get("AMP_TEST_PAUSE", "").rpartition(":")
+    if wanted != point:
+        return False
+    with _lock:
+        _counts[point] += 1
+        return _counts[point] == int(nth)
+
+
+def _pause(point: str) -> None:
+    (Path(os.environ["AMP_TEST_SIGNAL_DIR"]) / point.replace(":", "_")).write_text(str(os.getpid()))
+    threading.Event().wait()  # until the test kills this process
+
+
+def _checkpoint(point: str) -> None:
+    if _reached(point):
+        _pause(point)
+
+
+def _install_pauses() -> None:
+    for task in (tasks.ExtractDay, tasks.UploadDay, tasks.VerifyDay):
+
+        def run(self: Any, _original: Callable[..., Any] = task.run, _name: str = task.__name__) -> Any:
+            _checkpoint(f"start:{_name}")
+            return _original(self)
+
+        task.run = run  # type: ignore[method-assign]
+
+    original_inflate = archive.inflate
+
+    def inflate(chunks: Any, member: str, limits: Any) -> Any:
+        first = True
+        for out in original_inflate(chunks, member, limits):
+            if first:
+                _checkpoint("extract")
+                first = False
+            yield out
+
+    archive.inflate = inflate  # type: ignore[assignment]
+
+    original_call = storage.Bucket._call
+
+    def _call(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
+        _checkpoint(f"s3:{getattr(operation, '__name__', '')}")
+        return original_call(self, action, key, operation, **kwargs)
+
+    storage.Bucket._call = _call  # type: ignore[method-assign]
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        _checkpoint("cleanup")
+        shutil.rmtree(path, *args, **kwargs)
+
+    tasks.shutil = types.SimpleNamespace(rmtree=rmtree)  # type: ignore[assignment]
+
+
+if os.environ.get("AMP_TEST_PAUSE"):
+    _install_pauses()
+
+if os.environ.get("AMP_TEST_S3_FAULT"):
+    _faults = S3Faults()
+    for _spec in os.environ["AMP_TEST_S3_FAULT"].split(","):
+        _op, _status, _code, *_times = _spec.split(":")
+        _faults.add(_op, int(_status), _code, int(_times[0]) if _times else None)
+    settings._aws = s3_faults(_faults)  # type: ignore[assignment]

@@ -1,0 +1,265 @@
+"""SIGKILL the real `luigi` command at points across a day's run; the rerun must leave S3 exact.
+
+Each kill point freezes the run at a known moment (tests/luigi_hooks.py, or the emulator holding a
+download open) and kills it there with SIGKILL: no cleanup handler, no `finally`, runs. The rerun
+must then leave S3 exactly as a clean run does: every expected event once, no other object, both
+markers, no abandoned multipart upload, and no staging files left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amp_luigi.emulator import Emulator
+from amp_luigi.hours import HourRange
+from tests.conftest import API_KEY, DAY, LUIGI, SECRET_KEY, Workspace
+
+PREFIX = "python_import/"
+DATA = f"{PREFIX}{DAY.isoformat()}/"
+UPLOADED = f"{PREFIX}_uploaded/{DAY.isoformat()}.json"
+VERIFIED = f"{PREFIX}_verified/{DAY.isoformat()}.json"
+DEADLINE = 60.0
+
+# Small: ~35 members of ~25 events. Big: a few members of ~9 MiB, so they go up in several 5 MiB parts.
+SMALL = {"events_per_hour": 40, "events_per_part": 25}
+BIG = {
+    "events_per_hour": 2000,
+    "events_per_part": 1200,
+    "padding_bytes": 6000,
+    "empty_hours": frozenset(range(2, 24)),
+}
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    settings = getattr(request, "param", SMALL)
+    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **settings) as emu:
+        yield emu
+
+
+def poll(condition: Callable[[], Any], what: str, process: subprocess.Popen[str] | None = None) -> Any:
+    """Wait until `condition()` is truthy; fail if the deadline passes or `process` ends first."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
+        time.sleep(0.005)  # a poll interval, not a wait for something to happen
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start_run(workspace: Workspace, tmp_path: Path, pause: str | None = None) -> subprocess.Popen[str]:
+    """The real `luigi` command for DAY, with the fault-injection module, in the background."""
+    signals = tmp_path / "signals"
+    signals.mkdir(exist_ok=True)
+    env = {**workspace.env, "AMP_TEST_SIGNAL_DIR": str(signals)}
+    if pause:
+        env["AMP_TEST_PAUSE"] = pause
+    log = (tmp_path / "killed-run.log").open("w")
+    args = [
+        LUIGI,
+        "--module",
+        "tests.luigi_hooks",
+        "VerifyDay",
+        "--date",
+        DAY.isoformat(),
+        "--local-scheduler",
+    ]
+    return subprocess.Popen(
+        args, cwd=workspace.path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def hold_first_download(emulator: Emulator) -> threading.Event:
+    """Make the emulator stall the first archive after its first bytes, until the returned event is set."""
+    release = threading.Event()
+    original = emulator._send
+    held = threading.Event()
+
+    def send(exchange: Any, response: Any, cut: Any = None) -> None:
+        if response.status != 200 or held.is_set():
+            return original(exchange, response, cut)
+        held.set()
+        wfile = exchange.handler.wfile
+        writes = 0
+
+        class Stalling:
+            def write(self, data: bytes) -> int:
+                nonlocal writes
+                writes += 1
+                if writes == 2:  # the first body chunk: send some of it, then stall
+                    wfile.write(data[: len(data) // 2])
+                    wfile.flush()
+                    release.wait(DEADLINE)
+                    data = data[len(data) // 2 :]
+                return wfile.write(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(wfile, name)
+
+        exchange.handler.wfile = Stalling()
+        return original(exchange, response, cut)
+
+    emulator._send = send  # type: ignore[method-assign]
+    return release
+
+
+def partial_downloads(workspace: Workspace) -> list[Path]:
+    export = workspace.data_dir / DAY.isoformat() / "export"
+    return list(export.glob(".*.partial")) if export.exists() else []
+
+
+def assert_day_exact(workspace: Workspace, emulator: Emulator) -> None:
+    """S3 holds exactly what a clean run leaves: every event once, both markers, nothing else."""
+    hours = HourRange.day(DAY)
+    expected = {
+        DATA + name.rsplit("/", 1)[-1][: -len(".gz")]: events
+        for name, events in emulator.expected_events(hours.start, hours.end)
+    }
+    keys = workspace.keys()
+    assert sorted(keys) == sorted([*expected, UPLOADED, VERIFIED])
+    uploaded = json.loads(workspace.read(UPLOADED))
+    verified = json.loads(workspace.read(VERIFIED))
+    recorded = {obj["key"]: obj for obj in verified["objects"]}
+    assert [obj["key"] for obj in uploaded["objects"]] == [obj["key"] for obj in verified["objects"]]
+    assert recorded.keys() == expected.keys()
+    insert_ids: list[str] = []
+    for key, events in expected.items():
+        body = workspace.read(key)
+        assert [json.loads(line) for line in body.splitlines()] == events, key
+        assert hashlib.sha256(body).hexdigest() == recorded[key]["sha256"], key
+        insert_ids += [event["$insert_id"] for event in events]
+    assert len(insert_ids) == len(set(insert_ids)) == verified["events"] == emulator.day_event_count(DAY)
+    uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])  # type: ignore[attr-defined]
+    assert uploads == [], "an abandoned multipart upload is invisible but billed"
+    staging = workspace.data_dir / DAY.isoformat()
+    assert not list(staging.rglob("*.partial")) if staging.exists() else True
+
+
+def rerun_to_completion(workspace: Workspace, emulator: Emulator) -> None:
+    run = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_day_exact(workspace, emulator)
+
+
+# (kill point, dataset): the points run in the order a day's run passes them.
+POINTS = [
+    ("start:ExtractDay:1", SMALL),  # between download and extraction: parts.json written
+    ("extract:3", SMALL),  # the third member half inflated, its .partial file open
+    ("start:UploadDay:1", SMALL),  # between extraction and upload: manifest written
+    ("s3:put_object:6", SMALL),  # some data objects in S3, others in flight, no marker
+    ("s3:upload_part:2", BIG),  # a multipart upload begun, one part in S3
+    ("start:VerifyDay:1", SMALL),  # between upload and verification: the upload marker written
+    ("s3:head_object:3", SMALL),  # verification half done
+    ("cleanup:1", SMALL),  # the verified marker written, staging not yet removed
+]
+
+
+@pytest.mark.parametrize(
+    ("emulator", "pause"),
+    [(data, point) for point, data in POINTS],
+    ids=[p for p, _ in POINTS],
+    indirect=["emulator"],
+)
+def test_a_run_killed_at_a_point_recovers_exactly(
+    workspace: Workspace, emulator: Emulator, tmp_path: Path, pause: str
+) -> None:
+    if emulator.dataset.spec.padding_bytes:
+        workspace.configure("storage", part_size_mib=5)
+    process = start_run(workspace, tmp_path, pause)
+    point = pause.rsplit(":", 1)[0].replace(":", "_")
+    poll(lambda: (tmp_path / "signals" / point).exists(), f"the run reached {pause}", process)
+    process.kill()
+    assert process.wait() == -9
+    if pause.startswith("s3:upload_part"):
+        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])  # type: ignore[attr-defined]
+        assert uploads, "the kill left a multipart upload open"
+
+    rerun_to_completion(workspace, emulator)
+
+
+def test_a_run_killed_while_downloading_recovers_exactly(
+    workspace: Workspace, emulator: Emulator, tmp_path: Path
+) -> None:
+    release = hold_first_download(emulator)
+    try:
+        process = start_run(workspace, tmp_path)
+        poll(lambda: partial_downloads(workspace), "a .partial download file", process)
+        process.kill()
+        assert process.wait() == -9
+        assert not (workspace.data_dir / DAY.isoformat() / "export" / "parts.json").exists()
+    finally:
+        release.set()
+    rerun_to_completion(workspace, emulator)
+
+
+@pytest.mark.parametrize("emulator", [BIG], indirect=True)
+def test_a_run_killed_when_the_first_object_shows_in_s3_recovers_exactly(
+    workspace: Workspace, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Chosen from outside, as an operator's kill would be: the moment S3 shows upload progress."""
+    workspace.configure("storage", part_size_mib=5)
+    process = start_run(workspace, tmp_path)
+
+    def uploading() -> bool:
+        if workspace.keys(DATA):
+            return True
+        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket, Prefix=DATA)  # type: ignore[attr-defined]
+        return bool(uploads.get("Uploads"))
+
+    poll(uploading, "the first data object or multipart upload in S3", process)
+    process.kill()
+    process.wait()
+    listed = workspace.keys()
+    assert UPLOADED not in listed, "killed before the upload finished"
+    rerun_to_completion(workspace, emulator)
+
+
+def test_extra_and_corrupted_objects_fail_verification_by_name_and_the_rerun_repairs_them(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    upload = workspace.luigi("UploadDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert upload.returncode == 0, upload.stderr
+    data = sorted(workspace.keys(DATA))
+    corrupted, stale = data[0], f"{DATA}187520_2024-03-01_7#9.json"
+    body = workspace.read(corrupted)
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=corrupted, Body=body[: len(body) // 2])  # type: ignore[attr-defined]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=stale, Body=b'{"stale": true}\n')  # type: ignore[attr-defined]
+
+    verify = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert verify.returncode != 0
+    output = verify.stdout + verify.stderr
+    assert f"extra {stale}" in output
+    assert f"size of {corrupted}" in output
+    listed = workspace.keys()
+    assert VERIFIED not in listed and UPLOADED not in listed
+
+    rerun_to_completion(workspace, emulator)
+
+
+def test_a_same_size_object_without_the_upload_checksum_fails_verification(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    upload = workspace.luigi("UploadDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert upload.returncode == 0, upload.stderr
+    key = sorted(workspace.keys(DATA))[-1]
+    body = bytearray(workspace.read(key))
+    body[10] ^= 1  # same size, different bytes, written without amp-luigi's sha256 metadata
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=key, Body=bytes(body))  # type: ignore[attr-defined]
+
+    verify = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert verify.returncode != 0
+    assert f"checksum of {key} is missing" in verify.stdout + verify.stderr
+
+    rerun_to_completion(workspace, emulator)
