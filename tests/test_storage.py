@@ -1,0 +1,204 @@
+"""S3 storage with moto's in-process mock: uploads, listings, deletes and the errors a user must read."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from amp_luigi.errors import FatalError, StorageError
+from amp_luigi.storage import Bucket
+
+MiB = 1024 * 1024
+NAME = "amp-storage-test"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # mock_aws intercepts AWS's own endpoints only: a custom endpoint would bypass it.
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=NAME)
+        yield client
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Bucket:
+    return Bucket(s3, NAME, part_size=5 * MiB, threads=4)
+
+
+class Recorder:
+    """Counts the S3 operations a client sends, through botocore's event hooks."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: list[str] = []
+        client.meta.events.register("before-call.s3.*", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+
+def chunks(data: bytes, size: int = MiB) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_a_small_object_is_one_put_with_its_sha256_metadata(bucket: Bucket, s3: Any) -> None:
+    calls = Recorder(s3)
+    body = b'{"event": 1}\n' * 1000
+    digest = hashlib.sha256(body).hexdigest()
+    bucket.upload("p/2024-03-01/a.json", chunks(body, 4096), {"sha256": digest, "events": "1000"})
+
+    assert calls.calls == ["PutObject"]
+    head = s3.head_object(Bucket=NAME, Key="p/2024-03-01/a.json", ChecksumMode="ENABLED")
+    assert head["Metadata"] == {"sha256": digest, "events": "1000"}
+    assert head["ContentLength"] == len(body)
+    assert "ChecksumCRC32" in head, "S3 verified a checksum on arrival"
+    assert s3.get_object(Bucket=NAME, Key="p/2024-03-01/a.json")["Body"].read() == body
+    assert bucket.sha256("p/2024-03-01/a.json") == digest
+
+
+def test_an_empty_object_is_uploaded(bucket: Bucket, s3: Any) -> None:
+    bucket.upload("p/empty.json", iter([]), {"sha256": hashlib.sha256(b"").hexdigest()})
+    assert s3.head_object(Bucket=NAME, Key="p/empty.json")["ContentLength"] == 0
+
+
+def test_a_large_object_is_a_multipart_upload_of_part_size_parts(bucket: Bucket, s3: Any) -> None:
+    calls = Recorder(s3)
+    body = os.urandom(12 * MiB + 123)
+    digest = hashlib.sha256(body).hexdigest()
+    bucket.upload("p/2024-03-01/big.json", chunks(body, 700_000), {"sha256": digest})
+
+    assert calls.calls == [
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPart",
+        "UploadPart",
+        "CompleteMultipartUpload",
+    ]
+    parts = [
+        s3.head_object(Bucket=NAME, Key="p/2024-03-01/big.json", PartNumber=n)["ContentLength"]
+        for n in (1, 2, 3)
+    ]
+    assert all(5 * MiB <= size < 5 * MiB + 700_000 for size in parts[:2]), parts
+    assert sum(parts) == len(body)
+    assert s3.get_object(Bucket=NAME, Key="p/2024-03-01/big.json")["Body"].read() == body
+    assert bucket.sha256("p/2024-03-01/big.json") == digest
+
+
+def test_a_failed_multipart_upload_is_aborted(bucket: Bucket, s3: Any) -> None:
+    def broken() -> Iterator[bytes]:
+        yield os.urandom(6 * MiB)
+        yield os.urandom(6 * MiB)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        bucket.upload("p/broken.json", broken(), {"sha256": "x"})
+    assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
+
+
+def test_a_rerun_overwrites_the_same_key(bucket: Bucket, s3: Any) -> None:
+    bucket.upload("p/a.json", iter([b"old\n"]), {"sha256": "1"})
+    bucket.upload("p/a.json", iter([b"new!\n"]), {"sha256": "2"})
+    assert bucket.sizes("p/") == {"p/a.json": 5}
+    assert bucket.sha256("p/a.json") == "2"
+
+
+def test_sizes_and_delete_handle_more_than_one_page_of_keys(bucket: Bucket, s3: Any) -> None:
+    keys = [f"p/2024-03-01/{i:05}.json" for i in range(1003)]
+    bucket.map(lambda key: s3.put_object(Bucket=NAME, Key=key, Body=b"x" * (len(key) % 7)), keys)
+    s3.put_object(Bucket=NAME, Key="p/2024-03-02/other.json", Body=b"y")
+    calls = Recorder(s3)
+
+    found = bucket.sizes("p/2024-03-01/")
+    assert found == {key: len(key) % 7 for key in keys}
+    assert calls.calls == ["ListObjectsV2", "ListObjectsV2"], "S3 returns at most 1,000 keys a page"
+    assert bucket.sizes("p/nothing/") == {}
+
+    calls.calls.clear()
+    bucket.delete(keys)
+    assert calls.calls == ["DeleteObjects", "DeleteObjects"], "S3 deletes at most 1,000 keys a request"
+    assert bucket.sizes("p/") == {"p/2024-03-02/other.json": 1}
+    bucket.delete([])
+
+
+def test_read_json_and_map_keep_order(bucket: Bucket, s3: Any) -> None:
+    s3.put_object(Bucket=NAME, Key="p/m.json", Body=b'{"date": "2024-03-01"}')
+    assert bucket.read_json("p/m.json") == {"date": "2024-03-01"}
+    assert bucket.map(lambda n: n * n, range(20)) == [n * n for n in range(20)]
+
+
+# Errors retrying cannot fix name the bucket and what to grant
+
+
+def test_a_missing_bucket_is_named(s3: Any) -> None:
+    missing = Bucket(s3, "no-such-amp-bucket")
+    for call in (
+        lambda: missing.sizes("p/"),
+        lambda: missing.upload("p/a.json", iter([b"x"]), {}),
+    ):
+        with pytest.raises(StorageError) as raised:
+            call()
+        message = str(raised.value)
+        assert "'no-such-amp-bucket'" in message and "does not exist" in message
+        assert "AWS_BUCKET_NAME" in message
+
+
+def denied(client: Any, operation: str) -> Stubber:
+    stubber = Stubber(client)
+    stubber.add_client_error(operation, service_error_code="AccessDenied", http_status_code=403)
+    return stubber
+
+
+@pytest.mark.parametrize(
+    ("operation", "call", "permission"),
+    [
+        ("list_objects_v2", lambda b: b.sizes("p/2024-03-01/"), "s3:ListBucket"),
+        ("put_object", lambda b: b.upload("p/a.json", iter([b"x"]), {}), "s3:PutObject"),
+        ("head_object", lambda b: b.sha256("p/a.json"), "s3:GetObject"),
+        ("get_object", lambda b: b.read_json("p/a.json"), "s3:GetObject"),
+        ("delete_objects", lambda b: b.delete(["p/a.json"]), "s3:DeleteObject"),
+    ],
+)
+def test_access_denied_names_the_bucket_and_the_permission(
+    operation: str, call: Any, permission: str
+) -> None:
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    with denied(client, operation), pytest.raises(StorageError) as raised:
+        call(Bucket(client, "locked-bucket"))
+    message = str(raised.value)
+    assert "'locked-bucket'" in message
+    assert permission in message
+    assert "AccessDenied" in message
+
+
+def test_a_key_that_cannot_be_deleted_is_named() -> None:
+    stubbed = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    with Stubber(stubbed) as stubber:
+        stubber.add_response(
+            "delete_objects",
+            {"Errors": [{"Key": "p/a.json", "Code": "AccessDenied", "Message": "denied"}]},
+        )
+        with pytest.raises(StorageError, match=r"p/a\.json.*s3:DeleteObject.*'locked'"):
+            Bucket(stubbed, "locked").delete(["p/a.json", "p/b.json"])
+
+
+def test_other_client_errors_are_fatal_and_name_the_object() -> None:
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+        with pytest.raises(FatalError) as raised:
+            Bucket(client, "b").sha256("p/a.json")
+    assert "SlowDown" in str(raised.value) and "s3://b/p/a.json" in str(raised.value)
