@@ -88,6 +88,8 @@ class ExportDay(DayTask):
         check_exportable(self.date)
         layout = self.layout()
         progress = Progress(self)
+        # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
+        progress(f"requesting {self.date} from Amplitude, waiting for the first byte", 0, final=True)
 
         def on_bytes(hours: HourRange, received: int, total: int | None) -> None:
             of_total = f" of {mib(total)}" if total else ""

@@ -1,0 +1,147 @@
+"""Against a real `luigid`: progress and status in its JSON API, no secrets there, overlapping runs.
+
+Each test starts its own scheduler (free port, state file and logs in tmp) and drives the real `luigi`
+command with `--scheduler-host/--scheduler-port`, as a deployment with a central scheduler does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amp_luigi.sandbox import Luigid, clean_environment
+from tests.conftest import DAY, LUIGI, SECRETS, Workspace
+
+FAMILIES = {"ExportDay", "ExtractDay", "UploadDay", "VerifyDay"}
+
+
+@pytest.fixture
+def luigid(tmp_path: Path) -> Iterator[Luigid]:
+    with Luigid(tmp_path / "luigid", env=clean_environment()) as scheduler:
+        yield scheduler
+
+
+def luigid_args(luigid: Luigid) -> list[str]:
+    return ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid.port)]
+
+
+def start(workspace: Workspace, luigid: Luigid, *args: str) -> subprocess.Popen[str]:
+    """The real `luigi` command against `luigid`, in the background."""
+    return subprocess.Popen(
+        [LUIGI, "--module", "amp_luigi", *args, *luigid_args(luigid)],
+        cwd=workspace.path,
+        env=workspace.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def tasks(luigid: Luigid, status: str) -> dict[str, dict]:
+    return luigid.api("task_list", status=status, upstream_status="", search="")
+
+
+def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
+    workspace: Workspace, emulator, luigid: Luigid
+) -> None:
+    emulator.latency_seconds = 1.5  # Amplitude thinking before the first byte: catch ExportDay running
+    stop = DAY + dt.timedelta(days=2)
+    process = start(
+        workspace, luigid, "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "2"
+    )
+    seen_running: dict[str, set[str]] = {}
+    while process.poll() is None:
+        for task in tasks(luigid, "RUNNING").values():
+            if task["status_message"]:
+                seen_running.setdefault(task["name"], set()).add(task["status_message"])
+        time.sleep(0.05)
+    code, output = finish(process)
+    assert code == 0, output
+    assert any("from Amplitude" in message for message in seen_running.get("ExportDay", ())), seen_running
+
+    done = tasks(luigid, "DONE")
+    assert {task["name"] for task in done.values()} == FAMILIES | {"ExportRange"}
+    for family in FAMILIES:
+        finished = [task for task in done.values() if task["name"] == family]
+        assert sorted(task["params"]["date"] for task in finished) == [
+            str(DAY),
+            str(DAY + dt.timedelta(days=1)),
+        ]
+        for task in finished:
+            assert task["progress_percentage"] == 100, task
+            assert task["status_message"], task
+    messages = {task["name"]: task["status_message"] for task in done.values()}
+    assert messages["ExportDay"].startswith("downloaded 1 range(s)")
+    assert messages["ExtractDay"].startswith("extracted ")
+    assert messages["UploadDay"].startswith("uploaded ")
+    assert messages["VerifyDay"].startswith("verified ")
+    for task in done.values():
+        assert set(task["params"]) <= {
+            "date",
+            "start",
+            "stop",
+            "of",
+            "of_params",
+            "reverse",
+            "task_limit",
+        } | {
+            "now",
+            "param_name",
+            "days_back",
+            "days_forward",
+            "refresh_days",
+        }, task["params"]
+
+    answers = [
+        json.dumps(done),
+        json.dumps(luigid.api("worker_list")),
+        json.dumps(luigid.api("resource_list")),
+    ]
+    for task_id in done:
+        answers.append(json.dumps(luigid.api("dep_graph", task_id=task_id)))
+        answers.append(json.dumps(luigid.api("get_task_status_message", task_id=task_id)))
+    for secret in SECRETS:
+        assert all(secret not in answer for answer in answers)
+        assert secret not in output
+
+
+def test_overlapping_runs_of_one_day_export_it_once_and_both_exit_0(
+    workspace: Workspace, emulator, luigid: Luigid
+) -> None:
+    emulator.latency_seconds = 3  # the first run holds the export while the second one starts
+    first = start(workspace, luigid, "VerifyDay", "--date", str(DAY))
+    assert emulator.wait_in_flight(1, timeout=30)
+    # A different command line: Luigi's pid lock would refuse an identical one outright.
+    second = start(workspace, luigid, "VerifyDay", "--date", str(DAY), "--workers", "2")
+    second_code, second_output = finish(second)
+    first_code, first_output = finish(first)
+    assert first_code == 0, first_output
+    assert second_code == 0, second_output
+    assert "were being run by another worker" in second_output
+    assert [(r.start, r.end) for r in emulator.requests] == [("20240301T00", "20240301T23")]
+    landed = workspace.keys("python_import/_verified/")
+    assert list(landed) == ["python_import/_verified/2024-03-01.json"]
+
+
+def test_a_failed_day_still_exits_non_zero_against_the_scheduler(
+    workspace: Workspace, emulator, luigid: Luigid
+) -> None:
+    emulator.add_fault("status", times=None, status=401)
+    code, output = finish(start(workspace, luigid, "VerifyDay", "--date", str(DAY)))
+    assert code == 30, output  # [retcode] task_failed
+    assert "failed" in output and "ExportDay(date=2024-03-01)" in output
+    failed = tasks(luigid, "FAILED")
+    assert [task["name"] for task in failed.values()] == ["ExportDay"]
+    for secret in SECRETS:
+        assert secret not in output + json.dumps(failed)
