@@ -50,9 +50,12 @@ def _setting(value: str, section: str, option: str, env: str | None = None, *, r
 class amplitude(luigi.Config):
     """How to reach Amplitude's Export API, and how hard to try."""
 
-    api_key = luigi.Parameter(default="", visibility=_PRIVATE, description="Project API key (AMP_API_KEY).")
+    # Secrets are private (not sent to the scheduler) and insignificant (left out of repr and task ids).
+    api_key = luigi.Parameter(
+        default="", visibility=_PRIVATE, significant=False, description="Project API key (AMP_API_KEY)."
+    )
     secret_key = luigi.Parameter(
-        default="", visibility=_PRIVATE, description="Project secret key (AMP_SECRET_KEY)."
+        default="", visibility=_PRIVATE, significant=False, description="Project secret key (AMP_SECRET_KEY)."
     )
     region = luigi.Parameter(default="eu", description="Data region of the project: eu or us.")
     url = luigi.Parameter(
@@ -129,10 +132,13 @@ class storage(luigi.Config):
         default=8, description="botocore attempts per S3 call (throttling, 5xx), adaptive backoff."
     )
     access_key = luigi.Parameter(
-        default="", visibility=_PRIVATE, description="AWS access key id (ACCESS_KEY); else the AWS chain."
+        default="",
+        visibility=_PRIVATE,
+        significant=False,
+        description="AWS access key id (ACCESS_KEY); else the AWS chain.",
     )
     secret_access_key = luigi.Parameter(
-        default="", visibility=_PRIVATE, description="AWS secret key (SECRET_ACCESS_KEY)."
+        default="", visibility=_PRIVATE, significant=False, description="AWS secret key (SECRET_ACCESS_KEY)."
     )
 
     def bucket_name(self) -> str:

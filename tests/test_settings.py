@@ -1,0 +1,229 @@
+"""Settings: environment variables over luigi.cfg, .env, and messages that say what to set where."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import luigi
+import pytest
+
+from amp_luigi.errors import ConfigError
+from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
+from tests.conftest import REPO
+
+Configure = Callable[[str], None]
+
+
+@pytest.fixture
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
+    """A clean environment in an empty directory; `configure(text)` writes its luigi.cfg and reads it."""
+    for key in list(os.environ):
+        if key.startswith(("AMP_", "AWS_", "LUIGI_")) or key in ("ACCESS_KEY", "SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+    def reload(text: str = "") -> None:
+        (tmp_path / "luigi.cfg").write_text(text)
+        luigi.configuration.LuigiConfigParser._instance = None
+        luigi.task_register.Register.clear_instance_cache()
+        luigi.configuration.get_config()
+
+    reload()
+    yield reload
+    luigi.configuration.LuigiConfigParser._instance = None
+    luigi.task_register.Register.clear_instance_cache()
+
+
+def test_luigi_cfg_alone_configures_everything(configure: Configure, tmp_path: Path) -> None:
+    configure(
+        "[amplitude]\napi_key = cfg-key\nsecret_key = cfg-secret\nregion = us\n"
+        "[storage]\nbucket = cfg-bucket\nprefix = /events/raw/\n"
+        "[staging]\ndata_dir = stage-here\n"
+    )
+    assert amplitude().credentials() == ("cfg-key", "cfg-secret")
+    assert amplitude().export_url() == EXPORT_URLS["us"] == "https://amplitude.com/api/2/export"
+    assert storage().bucket_name() == "cfg-bucket"
+    assert storage().key_prefix() == "events/raw"
+    assert staging().root() == (tmp_path / "stage-here").resolve()
+
+
+def test_environment_variables_win_over_luigi_cfg(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(
+        "[amplitude]\napi_key = cfg-key\nsecret_key = cfg-secret\nurl = http://cfg.example/api/2/export\n"
+        "[storage]\nbucket = cfg-bucket\nprefix = cfg-prefix\naccess_key = cfg-ak\nsecret_access_key = cfg-sk\n"
+        "[staging]\ndata_dir = cfg-dir\n"
+    )
+    monkeypatch.setenv("AMP_API_KEY", "env-key")
+    monkeypatch.setenv("AMP_SECRET_KEY", "env-secret")
+    monkeypatch.setenv("AMP_EXPORT_URL", "http://127.0.0.1:9/api/2/export")
+    monkeypatch.setenv("AWS_BUCKET_NAME", "env-bucket")
+    monkeypatch.setenv("AMP_S3_PREFIX", "env-prefix")
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "env-dir"))
+    monkeypatch.setenv("ACCESS_KEY", "env-ak")
+    monkeypatch.setenv("SECRET_ACCESS_KEY", "env-sk")
+
+    assert amplitude().credentials() == ("env-key", "env-secret")
+    assert amplitude().export_url() == "http://127.0.0.1:9/api/2/export"
+    assert amplitude().client().url == "http://127.0.0.1:9/api/2/export"
+    assert storage().bucket_name() == "env-bucket"
+    assert storage().key_prefix() == "env-prefix"
+    assert staging().root() == tmp_path / "env-dir"
+    assert storage()._aws_keys() == ("env-ak", "env-sk")
+
+
+def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert amplitude().export_url() == EXPORT_URLS["eu"] == "https://analytics.eu.amplitude.com/api/2/export"
+    assert storage().key_prefix() == "python_import"
+    assert storage().part_size() == 16 * 1024 * 1024
+    assert staging().root() == (Path.cwd() / "amp-data").resolve()
+    assert staging().limits().max_line_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("AMP_API_KEY", "k")
+    monkeypatch.setenv("AMP_SECRET_KEY", "s")
+    client = amplitude().client()
+    assert client.retry.max_attempts == 3
+    assert client.timeout == (15.0, 900.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "variable", "option"),
+    [
+        (lambda: amplitude().credentials(), "AMP_API_KEY", "`api_key` in the [amplitude] section"),
+        (lambda: amplitude().client(), "AMP_API_KEY", "`api_key` in the [amplitude] section"),
+        (lambda: storage().bucket_name(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
+        (lambda: storage().open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
+    ],
+)
+def test_a_missing_required_setting_names_the_variable_and_the_option(
+    configure: Configure, call: Callable[[], object], variable: str, option: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        call()
+    assert variable in str(raised.value)
+    assert option in str(raised.value)
+    assert "luigi.cfg" in str(raised.value)
+
+
+def test_a_missing_secret_key_is_named_when_the_api_key_is_set(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMP_API_KEY", "k")
+    with pytest.raises(ConfigError, match=r"AMP_SECRET_KEY.*`secret_key` in the \[amplitude\] section"):
+        amplitude().credentials()
+
+
+def test_an_unknown_region_is_a_config_error(configure: Configure) -> None:
+    configure("[amplitude]\nregion = asia\n")
+    with pytest.raises(ConfigError, match=r"region 'asia'.*eu, us"):
+        amplitude().export_url()
+
+
+@pytest.mark.parametrize(
+    "url", ["analytics.eu.amplitude.com/api/2/export", "ftp://example.com/export", "http://", "not a url"]
+)
+def test_a_url_that_is_not_http_is_a_config_error(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("AMP_EXPORT_URL", url)
+    with pytest.raises(ConfigError, match="AMP_EXPORT_URL"):
+        amplitude().export_url()
+
+
+@pytest.mark.parametrize(
+    ("present", "absent"), [("ACCESS_KEY", "SECRET_ACCESS_KEY"), ("SECRET_ACCESS_KEY", "ACCESS_KEY")]
+)
+def test_aws_keys_come_in_pairs(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch, present: str, absent: str
+) -> None:
+    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv(present, "value")
+    with pytest.raises(ConfigError, match="ACCESS_KEY and SECRET_ACCESS_KEY"):
+        storage().open_bucket()
+
+
+def test_without_aws_keys_the_standard_chain_is_used(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-chain")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = storage().open_bucket()
+    assert bucket.name == "b"
+    assert bucket.client._request_signer._credentials.access_key == "from-the-chain"
+
+
+def test_access_key_wins_over_the_aws_chain(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-chain")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("ACCESS_KEY", "AKIAOURS")
+    monkeypatch.setenv("SECRET_ACCESS_KEY", "ours")
+    assert storage().open_bucket().client._request_signer._credentials.access_key == "AKIAOURS"
+
+
+def test_aws_endpoint_url_is_honoured_by_the_clients(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("ACCESS_KEY", "k")
+    monkeypatch.setenv("SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    assert storage().open_bucket().client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:9"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
+    assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:10"
+
+
+def test_a_part_size_below_s3s_minimum_is_refused(configure: Configure) -> None:
+    configure("[storage]\npart_size_mib = 4\n")
+    with pytest.raises(ConfigError, match="part_size_mib"):
+        storage().part_size()
+
+
+def test_secrets_are_private_parameters_never_shown(configure: Configure) -> None:
+    configure(
+        "[amplitude]\napi_key = cfg-key\nsecret_key = cfg-SECRET-1\n"
+        "[storage]\naccess_key = ak\nsecret_access_key = cfg-SECRET-2\n"
+    )
+    shown = repr(amplitude()) + str(amplitude()) + repr(storage()) + str(storage())
+    shown += str(amplitude().to_str_params(only_public=True)) + str(storage().to_str_params(only_public=True))
+    assert "SECRET" not in shown
+    assert "cfg-SECRET-1" not in repr(amplitude().client())
+
+
+def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AMP_", "AWS_", "LUIGI_")) and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_dot_env_file_is_read_without_overriding_the_environment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "AMP_API_KEY=dotenv-key\nAMP_SECRET_KEY=dotenv-secret\nAWS_BUCKET_NAME=dotenv-bucket\n"
+    )
+    code = (
+        "from amp_luigi.settings import amplitude, storage\n"
+        "print(*amplitude().credentials(), storage().bucket_name())\n"
+    )
+    run = run_python(code, tmp_path, AWS_BUCKET_NAME="real-env-bucket")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["dotenv-key", "dotenv-secret", "real-env-bucket"]
