@@ -1,0 +1,62 @@
+"""Backfill through the real `luigi` command: parallel days within Amplitude's concurrency limit, and
+the exit code and execution summary cron sees when a day fails."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tests.conftest import DAY, Workspace
+
+SIX_DAYS = [DAY + dt.timedelta(days=n) for n in range(6)]
+
+
+def test_more_workers_never_exceed_the_amplitude_export_resource(workspace: Workspace, emulator) -> None:
+    emulator.latency_seconds = 0.5  # each export holds its slot long enough for the others to pile up
+    stop = SIX_DAYS[-1] + dt.timedelta(days=1)
+    run = workspace.luigi(
+        "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "4", "--local-scheduler"
+    )
+    assert run.returncode == 0, run.stderr
+    days = sorted(record.start for record in emulator.requests)
+    assert days == [f"{day:%Y%m%d}T00" for day in SIX_DAYS]
+    assert {record.status for record in emulator.requests} == {200}  # no 429
+    # luigi.cfg: [resources] amplitude_export = 2. Two at once proves the days did run in parallel.
+    assert emulator.peak_in_flight == 2
+    assert sorted(workspace.keys("python_import/_verified/")) == [
+        f"python_import/_verified/{day}.json" for day in SIX_DAYS
+    ]
+
+
+def test_a_raised_cap_lets_more_exports_run_at_once(workspace: Workspace, emulator) -> None:
+    workspace.configure("resources", amplitude_export=4)
+    emulator.latency_seconds = 0.5
+    stop = SIX_DAYS[-1] + dt.timedelta(days=1)
+    run = workspace.luigi(
+        "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "6", "--local-scheduler"
+    )
+    assert run.returncode == 0, run.stderr
+    assert emulator.peak_in_flight == 4
+
+
+def test_a_failed_day_exits_non_zero_naming_it_and_the_others_still_land(
+    workspace: Workspace, emulator
+) -> None:
+    bad = DAY + dt.timedelta(days=1)
+    emulator.add_fault("status", times=None, match=bad, status=500)
+    stop = DAY + dt.timedelta(days=3)
+    run = workspace.luigi("ExportRange", "--start", str(DAY), "--stop", str(stop), "--local-scheduler")
+    assert run.returncode == 30, run.stderr  # [retcode] task_failed
+    summary = run.stderr[run.stderr.index("===== Luigi Execution Summary =====") :]
+    assert "* 1 failed:\n    - 1 ExportDay(date=2024-03-02)" in summary
+    assert "had failed dependencies" in summary and "VerifyDay(date=2024-03-02)" in summary
+    assert "This progress looks :( because there were failed tasks" in summary
+    assert sorted(workspace.keys("python_import/_verified/")) == [
+        "python_import/_verified/2024-03-01.json",
+        "python_import/_verified/2024-03-03.json",
+    ]
+
+    emulator.faults.clear()
+    emulator.reset_requests()
+    again = workspace.luigi("ExportRange", "--start", str(DAY), "--stop", str(stop), "--local-scheduler")
+    assert again.returncode == 0, again.stderr
+    assert [record.start for record in emulator.requests] == ["20240302T00"]
