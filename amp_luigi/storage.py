@@ -8,6 +8,7 @@ access denied) becomes a StorageError that names the bucket and the permission t
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -86,17 +87,19 @@ class Bucket:
         return head.get("Metadata", {}).get("sha256")
 
     def upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str]) -> None:
-        """Stream `chunks` to `key`: one PUT when small, a multipart upload of part_size parts when not."""
+        """Stream `chunks` to `key`: one PUT when small, a multipart upload of part_size parts when not.
+
+        At most one part is held at a time (plus the chunk being added), whatever the object's size.
+        """
         parts = self._parts(chunks)
-        first = next(parts, b"")
-        second = next(parts, None)
-        if second is None:
+        head = list(itertools.islice(parts, 2))
+        if len(head) < 2:
             self._call(
                 "upload",
                 key,
                 self.client.put_object,
                 Key=key,
-                Body=first,
+                Body=head[0] if head else b"",
                 Metadata=metadata,
                 ChecksumAlgorithm="CRC32",
             )
@@ -112,7 +115,10 @@ class Bucket:
         upload_id = upload["UploadId"]
         try:
             done = []
-            for number, body in enumerate(_chain(first, second, parts), start=1):
+            number = 0
+            # Not enumerate(): it would keep the previous part alive while the next one is built.
+            for body in itertools.chain(_drain(head), parts):
+                number += 1  # noqa: SIM113 - see above
                 part = self._call(
                     "upload",
                     key,
@@ -123,6 +129,7 @@ class Bucket:
                     Body=body,
                     ChecksumAlgorithm="CRC32",
                 )
+                del body  # before the next part is built
                 done.append(
                     {"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}
                 )
@@ -139,15 +146,17 @@ class Bucket:
             self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
             raise
 
-    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytearray]:
+        # Each part is handed to botocore as the buffer itself (it takes a bytearray as it takes
+        # bytes), and the next part starts a new one: no copy of the day's bytes.
         buffer = bytearray()
         for chunk in chunks:
             buffer += chunk
             if len(buffer) >= self.part_size:
-                yield bytes(buffer)
-                buffer.clear()
+                yield buffer
+                buffer = bytearray()
         if buffer:
-            yield bytes(buffer)
+            yield buffer
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -189,10 +198,10 @@ class Bucket:
             return list(pool.map(function, items))
 
 
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield second
-    yield from rest
+def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
+    """The parts, each dropped from the list as it is handed out, so it is freed once uploaded."""
+    while parts:
+        yield parts.pop(0)
 
 
 def luigi_client(session: Any, config: Any) -> S3Client:
