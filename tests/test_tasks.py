@@ -357,6 +357,8 @@ def test_luigis_range_tools_fill_a_gap_and_skip_completed_days(
         "--stop",
         "2024-03-06",
         "--local-scheduler",
+        "--lock-pid-dir",
+        str(workspace.path / "locks"),
     )
     assert run.returncode == 0, run.stdout + run.stderr
     gap = [dt.date(2024, 3, d) for d in (2, 3, 4)]
@@ -376,6 +378,8 @@ def test_luigis_range_tools_fill_a_gap_and_skip_completed_days(
         "--stop",
         "2024-03-08",
         "--local-scheduler",
+        "--lock-pid-dir",
+        str(workspace.path / "locks"),
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert {r.start[:8] for r in emulator.requests if r.start} == {"20240306"}
