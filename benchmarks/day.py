@@ -94,6 +94,8 @@ class Run:
     s3_requests: int
     returncode: int
     stderr: str = field(repr=False, default="")
+    cpu: float = 0.0  # the child's own user + system seconds
+    s3_cpu: float = 0.0  # moto's, while the child ran
 
 
 def disk_usage(path: Path) -> int:
@@ -125,6 +127,10 @@ class MotoServer:
             time.sleep(0.1)
         raise RuntimeError("moto_server did not start")
 
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def requests(self) -> int:
         return len(re.findall(rb'"(?:GET|PUT|POST|HEAD|DELETE) ', self.log.read_bytes()))
 
@@ -143,7 +149,7 @@ def measure(
     label: str, command: list[str], env: dict[str, str], cwd: Path, staging: Path, bench: Bench
 ) -> Run:
     """Run `command` to the end, polling `staging`'s disk use; wall time, peak RSS, requests."""
-    amp_before, s3_before = len(bench.emulators_requests()), bench.moto.requests()
+    amp_before, s3_before, s3_cpu = len(bench.emulators_requests()), bench.moto.requests(), bench.moto.cpu()
     peak_disk = 0
     done = threading.Event()
 
@@ -174,6 +180,8 @@ def measure(
         bench.moto.requests() - s3_before,
         child.returncode,
         stderr,
+        usage.ru_utime + usage.ru_stime,
+        bench.moto.cpu() - s3_cpu,
     )
     if run.returncode != 0:
         raise SystemExit(f"{label} failed (exit {run.returncode}):\n{stderr[-4000:]}")
@@ -378,6 +386,8 @@ def best(runs: list[Run]) -> Run:
         middle.amp_requests,
         middle.s3_requests,
         0,
+        cpu=statistics.median(run.cpu for run in runs),
+        s3_cpu=statistics.median(run.s3_cpu for run in runs),
     )
 
 
@@ -404,14 +414,50 @@ def day_runs(bench: Bench, emulator, runs: int, zip_bytes: int) -> list[tuple[Ru
     return rows
 
 
+def summary(rows: list[tuple[Run, Run | None]]) -> str:
+    by_label = {run.label: run for run, _ in rows}
+    original, gz = by_label["naive .json"], by_label["amp-luigi .json.gz"]
+    return (
+        f"amp-luigi with .json.gz output vs the original script (naive, .json output): "
+        f"{original.seconds / gz.seconds:.1f}x faster."
+    )
+
+
+def s3_floor(bench: Bench, emulator, keep_gzip: bool) -> str:
+    """What moto alone needs for the day's objects: PUTs from memory, 4 at a time, no checks at all."""
+    start, end = dt.datetime.combine(DAY, dt.time()), dt.datetime.combine(DAY, dt.time(23))
+    bodies = [
+        data if keep_gzip else gzip.decompress(data) for _name, data in emulator.dataset.members(start, end)
+    ]
+    prefix = f"floor-{'gz' if keep_gzip else 'json'}"
+    s3_cpu, started = bench.moto.cpu(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda n: bench.s3.put_object(
+                    Bucket=bench.bucket, Key=f"{prefix}/{n}", Body=bodies[n], ChecksumAlgorithm="CRC32"
+                ),
+                range(len(bodies)),
+            )
+        )
+    seconds, s3_cpu = time.perf_counter() - started, bench.moto.cpu() - s3_cpu
+    bench.delete(prefix)
+    fmt = ".json.gz" if keep_gzip else ".json"
+    return f"| S3 alone: PUT the {fmt} objects from memory | {seconds:.1f} | | | {s3_cpu:.1f} | | | | | | |"
+
+
 def table(rows: list[tuple[Run, Run | None]], zip_bytes: int) -> str:
-    head = "| pipeline | wall s | x faster | peak RSS MiB | x less | peak staging MiB | x zip | Amplitude requests | S3 requests |"
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    head = (
+        "| pipeline | wall s | x faster | CPU s | S3 server CPU s | peak RSS MiB | x less "
+        "| peak staging MiB | x zip | Amplitude requests | S3 requests |"
+    )
+    lines = [head, "| --- |" + " ---: |" * 10]
     for run, naive_run in rows:
         faster = f"{naive_run.seconds / run.seconds:.1f}" if naive_run else ""
         less = f"{naive_run.max_rss / run.max_rss:.1f}" if naive_run else ""
         lines.append(
-            f"| {run.label} | {run.seconds:.1f} | {faster} | {run.max_rss / MIB:.0f} | {less} | "
+            f"| {run.label} | {run.seconds:.1f} | {faster} | {run.cpu:.1f} | {run.s3_cpu:.1f} | "
+            f"{run.max_rss / MIB:.0f} | {less} | "
             f"{run.max_disk / MIB:.0f} | {run.max_disk / zip_bytes:.2f} | {run.amp_requests} | {run.s3_requests} |"
         )
     return "\n".join(lines)
@@ -539,6 +585,10 @@ def main() -> None:
             f"{os.cpu_count()} cores shared with the emulator and moto.",
             "",
             table(rows, zip_bytes),
+            s3_floor(bench, emulator, False),
+            s3_floor(bench, emulator, True),
+            "",
+            summary(rows),
         ]
         if not args.quick:
             rss = []
