@@ -32,7 +32,6 @@ from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
-BUCKET = "amp-sandbox"
 SANDBOX_API_KEY = "sandbox-api-key"
 # Used when the package runs outside its repository (pip install without the source tree).
 FALLBACK_CONFIG = """
@@ -180,6 +179,7 @@ class Sandbox:
     emulator: Any
     s3: Any
     s3_endpoint: str
+    bucket: str
     env: dict[str, str]
     scheduler: Luigid | None = None
 
@@ -205,23 +205,51 @@ class Sandbox:
     def verified(self) -> dict[str, dict[str, Any]]:
         """The verified markers, by day: what VerifyDay proved S3 holds."""
         pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=BUCKET, Prefix=f"{PREFIX}/_verified/"
+            Bucket=self.bucket, Prefix=f"{PREFIX}/_verified/"
         )
         keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         markers = {}
         for key in sorted(keys):
-            body = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             record = json.loads(body)
             markers[record["date"]] = record
         return markers
 
     def object_count(self) -> int:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{PREFIX}/")
         return sum(len(page.get("Contents", [])) for page in pages)
 
 
 @contextlib.contextmanager
-def sandbox(root: Path, *, with_scheduler: bool, events_per_hour: int, latency: float) -> Iterator[Sandbox]:
+def _moto_process(root: Path, port: int) -> Iterator[None]:
+    """moto in a process of its own, so a benchmark's S3 does not share this process's GIL."""
+    script = Path(sys.executable).with_name("moto_server")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+    with (root / "moto.log").open("wb") as log:
+        process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server did not start; see {root / 'moto.log'}")
+            time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def sandbox(
+    root: Path,
+    *,
+    with_scheduler: bool,
+    events_per_hour: int,
+    latency: float,
+    moto_process: bool = False,
+) -> Iterator[Sandbox]:
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -240,9 +268,12 @@ def sandbox(root: Path, *, with_scheduler: bool, events_per_hour: int, latency: 
             Emulator(SANDBOX_API_KEY, secret_key, events_per_hour=events_per_hour, latency_seconds=latency)
         )
         port = free_port()
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        moto.start()
-        stack.callback(moto.stop)
+        if moto_process:
+            stack.enter_context(_moto_process(root, port))
+        else:
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            moto.start()
+            stack.callback(moto.stop)
         endpoint = f"http://127.0.0.1:{port}"
         s3 = boto3.client(
             "s3",
@@ -251,14 +282,16 @@ def sandbox(root: Path, *, with_scheduler: bool, events_per_hour: int, latency: 
             aws_access_key_id="AKIASANDBOX",
             aws_secret_access_key=aws_secret,
         )
-        s3.create_bucket(Bucket=BUCKET)
+        # moto keeps its buckets per process, not per server: a fresh name keeps sandboxes apart.
+        bucket = f"amp-sandbox-{secrets.token_hex(4)}"
+        s3.create_bucket(Bucket=bucket)
         env = clean_environment()
         env.update(
             AMP_API_KEY=SANDBOX_API_KEY,
             AMP_SECRET_KEY=secret_key,
             AMP_EXPORT_URL=emulator.url,
             AMP_DATA_DIR=str(root / "staging"),
-            AWS_BUCKET_NAME=BUCKET,
+            AWS_BUCKET_NAME=bucket,
             AWS_ENDPOINT_URL_S3=endpoint,
             AWS_DEFAULT_REGION="us-east-1",
             AWS_EC2_METADATA_DISABLED="true",
@@ -269,7 +302,7 @@ def sandbox(root: Path, *, with_scheduler: bool, events_per_hour: int, latency: 
         scheduler = None
         if with_scheduler:
             scheduler = stack.enter_context(Luigid(root / "luigid", env=clean_environment()))
-        yield Sandbox(root, emulator, s3, endpoint, env, scheduler)
+        yield Sandbox(root, emulator, s3, endpoint, bucket, env, scheduler)
 
 
 def _human(size: int) -> str:
@@ -318,7 +351,7 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
     ]
     print(f"amp-luigi sandbox in {box.root} (removed at exit)")
     print(f"  Amplitude emulator  {box.emulator.url}")
-    print(f"  S3 (moto server)    {box.s3_endpoint}  bucket {BUCKET}")
+    print(f"  S3 (moto server)    {box.s3_endpoint}  bucket {box.bucket}")
     print(f"  staging directory   {box.env['AMP_DATA_DIR']}")
     if box.scheduler:
         print(f"  luigid              {box.scheduler.url}")
@@ -333,7 +366,7 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
         print("\nThe first run did not verify every day. Its output:\n" + first.stdout + first.stderr)
         return 1
 
-    print(f"\nData landed in s3://{BUCKET}/{PREFIX}/ (endpoint {box.s3_endpoint}):")
+    print(f"\nData landed in s3://{box.bucket}/{PREFIX}/ (endpoint {box.s3_endpoint}):")
     print(f"  {'day':<10}  {'objects':>7}  {'events':>8}  {'bytes':>10}")
     for day, record in markers.items():
         print(

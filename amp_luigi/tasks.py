@@ -53,8 +53,26 @@ def check_exportable(date: dt.date, now: dt.datetime | None = None) -> None:
         )
 
 
+# Luigi runs the highest priority first and raises a task's dependencies to its own priority, so a
+# day's four tasks share one: earlier days first, and a backfill finishes its days in order. ExportDay
+# gets EXPORT_AHEAD_DAYS more, so idle export slots go to the next days' downloads (Amplitude's
+# minutes of latency overlap the extraction and upload of earlier days) while at most that many days
+# of archives wait in staging. Without it a backfill runs in batches: every day of a batch is
+# extracted and uploaded before the next batch's exports start.
+EXPORT_AHEAD_DAYS = 4
+_LAST_DAY = dt.date(2199, 12, 31)
+
+
+def day_priority(date: dt.date) -> int:
+    return max(0, (_LAST_DAY - date).days)
+
+
 class DayTask(luigi.Task):
     date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
+
+    @property
+    def priority(self) -> int:  # type: ignore[override]
+        return day_priority(self.date)
 
     def layout(self) -> DayLayout:
         return DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
@@ -80,6 +98,10 @@ class ExportDay(DayTask):
     """
 
     resources = {"amplitude_export": 1}  # Amplitude allows ~5 concurrent requests per project
+
+    @property
+    def priority(self) -> int:  # type: ignore[override]
+        return day_priority(self.date) + EXPORT_AHEAD_DAYS
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout().export_index))
