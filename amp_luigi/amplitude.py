@@ -11,6 +11,7 @@ Amplitude's answers, sorted once here (from its Export API documentation):
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
 import os
@@ -54,10 +55,17 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
-    parsed = email.utils.parsedate_to_datetime(value)
-    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # a garbled hint (from a proxy, say): our own backoff decides
+    if parsed.tzinfo is None:  # "-0000": UTC, per RFC 5322
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 class ExportClient:

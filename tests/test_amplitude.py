@@ -174,6 +174,14 @@ def test_retry_after_as_an_http_date_is_honoured(make_client, emulator, sleeps, 
     assert len(sleeps) == 1 and 80 <= sleeps[0] <= 91
 
 
+@pytest.mark.parametrize(("header", "least"), [("1.5", 1.5), ("soon", 0.0), ("", 0.0)])
+def test_a_malformed_retry_after_still_retries(make_client, emulator, sleeps, tmp_path, header, least) -> None:
+    # A proxy in front of Amplitude may send a fractional or garbled hint: it must not end the retries.
+    emulator.add_fault("status", status=429, headers={"Retry-After": header})
+    assert make_client().download(WHOLE_DAY, tmp_path / "day.zip")
+    assert len(sleeps) == 1 and sleeps[0] >= least
+
+
 @pytest.mark.parametrize(
     ("kind", "opts"),
     [
