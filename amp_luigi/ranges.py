@@ -1,4 +1,4 @@
-"""ExportRange: the project's gap filler, Luigi's RangeDaily without its traps.
+"""ExportRange: the project's gap filler, Luigi's RangeDaily without its traps; RefreshDay for late data.
 
 Luigi's RangeDaily clips `--start` to `days_back` (100) days ago and requires at most `task_limit`
 (50) days per run, both silently, and with `days_forward=0` it includes today's unfinished day. Here
@@ -6,26 +6,112 @@ the range reaches back to `--start` however old, requires every missing day, and
 day Amplitude can export completely (the day's end plus the availability lag). Which days are
 missing is decided by VerifyDay.bulk_complete: one listing of the verified markers, not a request
 per day.
+
+Amplitude keeps accepting events for a day after it ends (a device that was offline uploads them
+later), so a day exported on the morning after can still grow. `--refresh-days N` re-exports the
+newest N days of the range that are already complete, on every run, through RefreshDay. Luigi calls
+a task complete when its output exists, so a complete day cannot simply be run again: RefreshDay is
+complete when the day's verified marker was written at or after the run's start (`as_of`), and its
+run() removes the day's markers and staging only while the marker is older than that, then requires
+VerifyDay as a dynamic dependency. Luigi runs run() again from the start once VerifyDay is done; by
+then the marker is new, so nothing is removed twice. UploadDay deletes the objects the new export
+no longer names and overwrites the others under the same keys, so S3 ends up holding exactly the
+new export, without duplicates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
 
+import botocore.exceptions
 import luigi
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
-from amp_luigi.settings import amplitude
-from amp_luigi.tasks import VerifyDay
+from amp_luigi.progress import Progress
+from amp_luigi.settings import amplitude, storage
+from amp_luigi.storage import explain
+from amp_luigi.tasks import DayTask, VerifyDay
+
+logger = logging.getLogger(__name__)
+
+
+class RefreshDay(DayTask):
+    """Exports an already verified day again, replacing its objects in S3 exactly.
+
+    Input: none up front; VerifyDay(date) as a dynamic dependency. Output: none of its own. Complete
+    when the day's verified marker says `verified_at` >= `as_of`, i.e. the day was exported (again)
+    during this run or later. Before requiring VerifyDay it removes the day's staging directory, its
+    `_uploaded/` marker and, last, its `_verified/` marker: until that one is gone a crash here
+    repeats the removal on the next run, and after it the normal gap filling covers the day.
+    """
+
+    as_of = luigi.DateSecondParameter(
+        description="The run's start (UTC): a day verified before this moment is exported again."
+    )
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        # One refresh of a day at a time, whatever its as_of (overlapping runs): a second one that
+        # started while the first was removing markers would remove the first one's new download.
+        return {f"amp_refresh_{self.date.isoformat()}": 1}
+
+    def verified_at(self) -> dt.datetime | None:
+        """When the day's verified marker was written (naive UTC), or None without a marker."""
+        bucket = storage().open_bucket()
+        key = self.layout().verified_key
+        try:
+            body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise explain(error, bucket.name, "read", key) from error
+        with body:
+            stamp = json.loads(body.read()).get("verified_at")
+        if not stamp:
+            return dt.datetime.min  # written before markers carried the time: refresh it
+        moment = dt.datetime.fromisoformat(stamp)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return moment
+
+    def complete(self) -> bool:
+        verified_at = self.verified_at()
+        return verified_at is not None and verified_at >= self.as_of
+
+    def run(self) -> Iterator[VerifyDay]:
+        verified_at = self.verified_at()
+        if verified_at is not None and verified_at < self.as_of:
+            Progress(self)(
+                f"removing the markers of {self.date} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
+            )
+            logger.info("%s: re-exporting for late events (verified at %s)", self.date, verified_at)
+            layout = self.layout()
+            shutil.rmtree(layout.day_dir, ignore_errors=True)
+            bucket = storage().open_bucket()
+            bucket.delete([layout.uploaded_key])
+            bucket.delete([layout.verified_key])
+        yield VerifyDay(self.date)
+        Progress(self)(f"re-exported {self.date}", 100, final=True)
 
 
 class ExportRange(RangeDaily):
-    """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days)."""
+    """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
+    and with --refresh-days N the newest N complete days of the range again."""
 
     of = luigi.TaskParameter(default=VerifyDay, description="The daily task to fill in (VerifyDay).")
     days_back = luigi.IntParameter(default=0, description="Ignored: --start is never clipped.")
     task_limit = luigi.IntParameter(default=100_000, description="At most this many days per run.")
+    refresh_days = luigi.IntParameter(
+        default=0,
+        description="Re-export the newest N days of the range on every run, for events that arrive "
+        "after a day was exported; 0 (the default) exports each day once.",
+    )
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
         return dt.datetime.combine(amplitude().first_date, dt.time())
@@ -33,3 +119,24 @@ class ExportRange(RangeDaily):
     def moving_stop(self, now: dt.datetime) -> dt.datetime:
         newest = last_available_day(now, amplitude().availability_lag_hours)
         return dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
+
+    def requires(self) -> list[luigi.Task]:
+        fill: list[luigi.Task] = list(super().requires())
+        if self.refresh_days <= 0:
+            return fill
+        # Cached like RangeDaily's own requires: `as_of` is this run's start, fixed once per process.
+        if not hasattr(self, "_refresh"):
+            self._refresh = self._refresh_tasks({task.date for task in fill if isinstance(task, VerifyDay)})
+        return fill + self._refresh
+
+    def _refresh_tasks(self, missing: set[dt.date]) -> list[luigi.Task]:
+        now = dt.datetime.fromtimestamp(
+            time.time() if self.now is None else self.now, tz=dt.timezone.utc
+        ).replace(tzinfo=None, microsecond=0)
+        stop = self.moving_stop(now).date()
+        if self.stop:
+            stop = min(stop, self.stop)
+        start = self.start or self.moving_start(now).date()
+        newest = [stop - dt.timedelta(days=n) for n in range(1, self.refresh_days + 1)]
+        # A missing day is exported by the gap filling anyway; refresh only the complete ones.
+        return [RefreshDay(day, as_of=now) for day in sorted(newest) if day >= start and day not in missing]

@@ -301,7 +301,9 @@ def sandbox(
         )
         scheduler = None
         if with_scheduler:
-            scheduler = stack.enter_context(Luigid(root / "luigid", env=clean_environment()))
+            # luigid applies [resources] (the Amplitude cap) from its own config, not the workers'.
+            luigid_env = {**clean_environment(), "LUIGI_CONFIG_PATH": str(workdir / "luigi.cfg")}
+            scheduler = stack.enter_context(Luigid(root / "luigid", env=luigid_env))
         yield Sandbox(root, emulator, s3, endpoint, bucket, env, scheduler)
 
 
