@@ -81,11 +81,13 @@ class DayTask(luigi.Task):
         return S3Target(f"s3://{storage().bucket_name()}/{key}", client=storage().target_client())
 
     def complete(self) -> bool:
+        output = self.output()
         try:
+            if isinstance(output, S3Target):
+                return _marker_exists(output)
             return super().complete()
         except botocore.exceptions.ClientError as error:
             # Luigi checks completeness while scheduling, before any task runs: say what is wrong.
-            output = self.output()
             raise explain(error, storage().bucket_name(), "read", getattr(output, "path", "")) from error
 
 
@@ -287,6 +289,19 @@ def _abort_abandoned_uploads(bucket: Bucket, prefix: str, date: dt.date) -> None
         logger.warning(
             "%s: aborted %d multipart upload(s) left by a killed run: %s", date, len(aborted), aborted
         )
+
+
+def _marker_exists(target: S3Target) -> bool:
+    """One HEAD request. S3Target.exists() follows a missing key with a search for a "directory" of
+    that name (two GETs and a LIST): four requests per check, twice per task and day in a backfill."""
+    bucket, _, key = target.path.removeprefix("s3://").partition("/")
+    try:
+        storage().target_client().s3.meta.client.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as error:
+        if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def _format(layout: DayLayout) -> str:

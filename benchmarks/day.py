@@ -139,6 +139,18 @@ class MotoServer:
         self.process.wait(10)
 
 
+def high_water_rss(pid: int) -> int:
+    """The peak RSS of `pid` and its children so far (VmHWM), in bytes; 0 once it is gone."""
+    total = 0
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+        total += sum(high_water_rss(int(child)) for child in children)
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,10 +165,14 @@ def measure(
     peak_disk = 0
     done = threading.Event()
 
+    peak_rss = 0
+
     def poll() -> None:
-        nonlocal peak_disk
+        # VmHWM, not wait4's ru_maxrss: Linux carries the parent's peak over fork and exec into it.
+        nonlocal peak_disk, peak_rss
         while not done.wait(0.05):
             peak_disk = max(peak_disk, disk_usage(staging))
+            peak_rss = max(peak_rss, high_water_rss(child.pid))
 
     poller = threading.Thread(target=poll, daemon=True)
     with tempfile.TemporaryFile() as err:
@@ -174,7 +190,7 @@ def measure(
     run = Run(
         label,
         seconds,
-        usage.ru_maxrss * 1024,
+        peak_rss,
         peak_disk,
         len(bench.emulators_requests()) - amp_before,
         bench.moto.requests() - s3_before,

@@ -1,0 +1,30 @@
+"""A tiny run of benchmarks/day.py: the naive script and amp-luigi put the same events in S3.
+
+Timings are not asserted (the machine is shared); the benchmark itself exits non-zero when the two
+pipelines' objects differ by name, SHA-256 or event count, or miss any of the emulator's events.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_benchmark_runs_both_pipelines_and_they_land_the_same_events(tmp_path: Path) -> None:
+    dirs = ["--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "day.py"), "--mib", "3", "--runs", "1", "--quick", *dirs],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    # One line per format, written after the objects were compared one by one.
+    assert len(re.findall(r"same [1-9]\d* objects, [1-9]\d* events in S3", run.stderr)) == 2
+    for row in ("| naive .json |", "| amp-luigi .json |", "| naive .json.gz |", "| amp-luigi .json.gz |"):
+        assert row in run.stdout
