@@ -11,6 +11,7 @@ task parameters, which the central scheduler shows to anyone.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import shutil
@@ -299,9 +300,16 @@ def _marker_exists(target: S3Target) -> bool:
         storage().target_client().s3.meta.client.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as error:
         if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            _check_bucket(bucket)  # a HEAD's 404 has no body: it cannot tell a missing bucket from a key
             return False
         raise
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _check_bucket(bucket: str) -> None:
+    """Raises NoSuchBucket (a listing's error has a body) if the bucket is missing; once per process."""
+    storage().target_client().s3.meta.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
 
 
 def _format(layout: DayLayout) -> str:

@@ -16,7 +16,7 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from amp_luigi.emulator import Emulator
-from amp_luigi.errors import FatalError, NotYetAvailableError
+from amp_luigi.errors import FatalError, NotYetAvailableError, StorageError
 from amp_luigi.hours import HourRange, last_available_day
 from amp_luigi.ranges import ExportRange
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay, check_exportable
@@ -385,3 +385,15 @@ def test_luigis_range_tools_fill_a_gap_and_skip_completed_days(
     assert {r.start[:8] for r in emulator.requests if r.start} == {"20240306"}
     assert data_keys(workspace, dt.date(2024, 3, 6)) == expected_keys(emulator, dt.date(2024, 3, 6))
     assert data_keys(workspace, dt.date(2024, 3, 1)) == set(), "a day marked verified is never touched"
+
+
+def test_a_missing_bucket_is_named_when_completeness_is_checked(
+    in_process: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A HEAD of a marker answers a bare 404 for a missing key and a missing bucket alike.
+    monkeypatch.setenv("AWS_BUCKET_NAME", "amp-no-such-bucket-0815")
+    for task in (VerifyDay(date=DAY), UploadDay(date=DAY)):
+        with pytest.raises(StorageError, match="'amp-no-such-bucket-0815' does not exist"):
+            task.complete()
+    monkeypatch.setenv("AWS_BUCKET_NAME", in_process.bucket)
+    assert not VerifyDay(date=DAY).complete()
