@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 
 from amp_luigi.sandbox import Luigid, clean_environment
-from tests.conftest import DAY, LUIGI, SECRETS, Workspace
+from tests.conftest import DAY, LUIGI, REPO, SECRETS, Workspace
 
 FAMILIES = {"ExportDay", "ExtractDay", "UploadDay", "VerifyDay"}
 
 
 @pytest.fixture
 def luigid(tmp_path: Path) -> Iterator[Luigid]:
-    with Luigid(tmp_path / "luigid", env=clean_environment()) as scheduler:
+    # luigid applies [resources] from its own configuration: the project's luigi.cfg, as deployed.
+    env = {**clean_environment(), "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
+    with Luigid(tmp_path / "luigid", env=env) as scheduler:
         yield scheduler
 
 
@@ -145,3 +147,35 @@ def test_a_failed_day_still_exits_non_zero_against_the_scheduler(
     assert [task["name"] for task in failed.values()] == ["ExportDay"]
     for secret in SECRETS:
         assert secret not in output + json.dumps(failed)
+
+
+def test_two_workers_on_one_scheduler_share_a_backfill_and_export_each_day_once(
+    workspace: Workspace, emulator, luigid: Luigid, tmp_path: Path
+) -> None:
+    """The multi-machine shape: one luigid, two worker processes (two hosts: their own pid-lock
+    directories), one shared staging directory, started at the same time over the same ten days."""
+    emulator.latency_seconds = 0.3
+    days = [DAY + dt.timedelta(days=n) for n in range(10)]
+    stop = str(days[-1] + dt.timedelta(days=1))
+    workers = [
+        start(
+            workspace,
+            luigid,
+            *("ExportRange", "--start", str(DAY), "--stop", stop, "--workers", "2"),
+            *("--lock-pid-dir", str(tmp_path / f"host-{n}")),
+        )
+        for n in range(2)
+    ]
+    results = [finish(worker, timeout=300) for worker in workers]
+    for code, output in results:
+        assert code == 0, output
+    assert sorted(record.start for record in emulator.requests) == [f"{day:%Y%m%d}T00" for day in days]
+    assert {record.status for record in emulator.requests} == {200}
+    assert emulator.peak_in_flight <= 2  # luigid's [resources] amplitude_export, across both hosts
+    assert sorted(workspace.keys("python_import/_verified/")) == [
+        f"python_import/_verified/{day}.json" for day in days
+    ]
+    done = tasks(luigid, "DONE")
+    assert sum(task["name"] == "VerifyDay" for task in done.values()) == 10
+    ran = [output.count(" done      ") for _, output in results]
+    assert sum(ran) == 41, ran  # 4 tasks a day plus ExportRange, once each, whichever host ran them
