@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from amp_luigi.emulator import hours_between  # noqa: E402
 from amp_luigi.sandbox import sandbox  # noqa: E402
 
 FIRST_DAY = dt.date(2024, 3, 1)
@@ -37,6 +38,11 @@ def backfill(days: int, workers: int, cap: int, latency: float, events_per_hour:
             (root / "bench.cfg").write_text(f"[resources]\namplitude_export = {cap}\n")
             box.env["LUIGI_CONFIG_PATH"] = str(root / "bench.cfg")
             stop = FIRST_DAY + dt.timedelta(days=days)
+            # Build the emulated days before the clock starts: the emulator shares this process with
+            # the benchmark, and its zip building would otherwise be timed as the pipeline's.
+            first = dt.datetime.combine(FIRST_DAY, dt.time())
+            for hour in hours_between(first, dt.datetime.combine(stop, dt.time()) - dt.timedelta(hours=1)):
+                box.emulator.dataset.hour(hour)
             began = time.perf_counter()
             run = box.luigi(
                 *("--module", "amp_luigi", "ExportRange", "--start", str(FIRST_DAY), "--stop", str(stop)),
@@ -65,25 +71,30 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=8)
     parser.add_argument("--latency", type=float, default=3.0, help="emulator seconds before each answer")
     parser.add_argument("--events-per-hour", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each configuration, alternating")
     args = parser.parse_args()
     print(
         f"Backfill of {args.days} days, {args.latency:g} s Amplitude latency per request, "
         f"~{args.events_per_hour} events per hour\n"
     )
     print(
-        f"{'configuration':<24} {'wall':>8} {'peak in flight':>15} {'requests':>9} {'429s':>5} {'events':>8}"
+        f"{'configuration':<18} {'run':>4} {'wall':>7} {'peak in flight':>15} {'requests':>9} {'429s':>5} {'events':>8}"
     )
-    results = {}
-    for label, workers, cap in (("1 worker", 1, 1), ("4 workers, cap 4", 4, 4)):
-        result = backfill(args.days, workers, cap, args.latency, args.events_per_hour)
-        results[label] = result
-        print(
-            f"{label:<24} {result['seconds']:>7.1f}s {result['peak']:>15} {result['requests']:>9} "
-            f"{result['refused']:>5} {result['events']:>8,}",
-            flush=True,
-        )
-    ratio = results["4 workers, cap 4"]["seconds"] / results["1 worker"]["seconds"]
-    print(f"\n4 workers take {ratio:.2f} of the time of 1 worker ({1 / ratio:.1f}x faster)")
+    configurations = (("1 worker", 1, 1), ("4 workers, cap 4", 4, 4))
+    walls: dict[str, list[float]] = {label: [] for label, _, _ in configurations}
+    for run in range(1, args.runs + 1):
+        for label, workers, cap in configurations:
+            result = backfill(args.days, workers, cap, args.latency, args.events_per_hour)
+            walls[label].append(result["seconds"])
+            print(
+                f"{label:<18} {run:>4} {result['seconds']:>6.1f}s {result['peak']:>15} {result['requests']:>9} "
+                f"{result['refused']:>5} {result['events']:>8,}",
+                flush=True,
+            )
+    # The best run of each: other load on the machine only ever adds time.
+    one, four = min(walls["1 worker"]), min(walls["4 workers, cap 4"])
+    print(f"\nbest of {args.runs}: 1 worker {one:.1f} s, 4 workers cap 4 {four:.1f} s")
+    print(f"4 workers take {four / one:.2f} of the time of 1 worker ({one / four:.1f}x faster)")
 
 
 if __name__ == "__main__":
