@@ -258,7 +258,12 @@ class VerifyDay(DayTask):
             objects = [ExpectedObject.from_json(obj) for obj in json.load(marker)["objects"]]
         bucket = storage().open_bucket()
         progress(f"verifying {len(objects)} object(s)", 0, final=True)
-        problems = differences(bucket, layout.data_prefix, objects)
+        problems = differences(
+            bucket,
+            layout.data_prefix,
+            objects,
+            lambda done, total: progress(f"verified {done} of {total} object(s)", 100.0 * done / total),
+        )
         if problems:
             self.input().remove()
             raise VerificationError(
