@@ -90,14 +90,18 @@ def inflate(chunks: Iterable[bytes], member: str, limits: Limits) -> Iterator[by
     consumed = produced = 0
     try:
         for chunk in chunks:
-            consumed += len(chunk)
             pending = chunk
             while pending:
                 started = True
                 out = decoder.decompress(pending, CHUNK)
-                pending = decoder.unconsumed_tail
+                left = (
+                    decoder.unused_data + decoder.unconsumed_tail if decoder.eof else decoder.unconsumed_tail
+                )
+                # Count only the input inflated so far, so a bomb is caught within a few MiB of output
+                # rather than after `max_inflate_ratio` times a whole read chunk.
+                consumed += len(pending) - len(left)
+                pending = left
                 if decoder.eof:
-                    pending = decoder.unused_data + pending
                     decoder = gzip_codec.decompressobj(wbits=31)
                     started = False
                 if out:
