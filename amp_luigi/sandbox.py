@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -251,7 +252,13 @@ def sandbox(
     moto_process: bool = False,
 ) -> Iterator[Sandbox]:
     import boto3
-    from moto.server import ThreadedMotoServer
+
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:
+        raise SystemExit(
+            "The sandbox needs moto's S3 server: pip install 'amp-luigi[test]' (or run .ci/setup)."
+        ) from error
 
     # moto's web server logs every request; the sandbox prints its own summary instead.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -331,6 +338,10 @@ def run(
 
     newest = last_available_day(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), 2.0)
     start = newest - dt.timedelta(days=days - 1)
+    # Ctrl-C and SIGTERM both stop the sandbox through its clean-up, even when started with SIGINT
+    # ignored (a background job of a non-interactive shell inherits that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     root = Path(tempfile.mkdtemp(prefix="amp-luigi-sandbox-"))
     try:
         with sandbox(
