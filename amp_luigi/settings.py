@@ -210,6 +210,12 @@ def _aws(
     return session, config
 
 
+def reset_clients() -> None:
+    """Forget the cached sessions and clients, e.g. between in-process tests that patch `_aws`."""
+    for cached in (_session, _s3_client, _luigi_client):
+        cached.cache_clear()
+
+
 @functools.lru_cache(maxsize=8)
 def _session(key: str, secret: str, endpoint: tuple[str, ...]) -> boto3.session.Session:
     # One per process: a session loads S3's service model (a fifth of a second, ~10 MB) once for all

@@ -23,6 +23,7 @@ import luigi
 import pytest
 from moto.server import ThreadedMotoServer
 
+from amp_luigi import settings
 from amp_luigi.emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,6 +160,8 @@ def in_process(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterato
     config = luigi.configuration.get_config()
     config.read([str(workspace.path / "luigi.cfg"), workspace.env["LUIGI_CONFIG_PATH"]])
     luigi.task_register.Register.clear_instance_cache()
+    settings.reset_clients()  # boto3 clients are cached per process: none from an earlier test
     yield workspace
     luigi.configuration.LuigiConfigParser._instance = None
     luigi.task_register.Register.clear_instance_cache()
+    settings.reset_clients()
