@@ -80,3 +80,30 @@ def test_refresh_days_with_a_missing_day_exports_it_once(workspace: Workspace, e
     assert sorted(record.start for record in emulator.requests) == [f"{day:%Y%m%d}T00" for day in DAYS]
     for day in DAYS:
         assert_s3_holds_exactly(workspace, emulator, day)
+
+
+def test_export_range_requires_refresh_only_for_the_newest_complete_days(in_process: Workspace) -> None:
+    from amp_luigi.ranges import ExportRange, RefreshDay
+    from amp_luigi.tasks import VerifyDay
+
+    for day in ("2024-03-01", "2024-03-02", "2024-03-04"):  # 03-03 is missing
+        in_process.s3.put_object(  # type: ignore[attr-defined]
+            Bucket=in_process.bucket,
+            Key=f"python_import/_verified/{day}.json",
+            Body=json.dumps({"date": day, "verified_at": "2024-03-05T03:00:00+00:00"}),
+        )
+    now = int(dt.datetime(2024, 3, 10, 12, 0, 7, tzinfo=dt.timezone.utc).timestamp())
+    wrapper = ExportRange(start=DAY, stop=dt.date(2024, 3, 5), refresh_days=3, now=now)
+    required = wrapper.requires()
+    assert [task for task in required if isinstance(task, VerifyDay)] == [VerifyDay(dt.date(2024, 3, 3))]
+    refresh = [task for task in required if isinstance(task, RefreshDay)]
+    assert [(task.date, task.as_of) for task in refresh] == [
+        (dt.date(2024, 3, 2), dt.datetime(2024, 3, 10, 12, 0, 7)),
+        (dt.date(2024, 3, 4), dt.datetime(2024, 3, 10, 12, 0, 7)),
+    ]
+    assert not refresh[0].complete(), "verified before the run started"
+    assert RefreshDay(dt.date(2024, 3, 2), as_of=dt.datetime(2024, 3, 5, 3, 0)).complete()
+    assert not RefreshDay(dt.date(2024, 3, 3), as_of=dt.datetime(2024, 3, 1)).complete(), "no marker"
+    assert ExportRange(start=DAY, stop=dt.date(2024, 3, 5), now=now).requires() == [
+        VerifyDay(dt.date(2024, 3, 3))
+    ]
