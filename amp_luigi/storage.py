@@ -30,6 +30,23 @@ PERMISSIONS = {
     "delete": "s3:DeleteObject",
     "abort": "s3:AbortMultipartUpload",
 }
+# What a refused operation needs, by botocore's operation name: a completeness check that lists
+# needs s3:ListBucket, whatever the stage calls it.
+OPERATION_PERMISSIONS = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "HeadObject": "s3:GetObject",
+    "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "DeleteObject": "s3:DeleteObject",
+    "DeleteObjects": "s3:DeleteObject",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+}
 DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 
 
@@ -43,9 +60,11 @@ def explain(error: botocore.exceptions.ClientError, bucket: str, action: str, ke
             "([storage] bucket) to an existing bucket."
         )
     if code in DENIED:
+        operation = getattr(error, "operation_name", "")
+        permission = OPERATION_PERMISSIONS.get(operation, PERMISSIONS[action])
         return StorageError(
-            f"S3 denied {action} of {where} ({code}): grant the credentials {PERMISSIONS[action]} "
-            f"on bucket {bucket!r} (amp-luigi needs s3:PutObject, s3:ListBucket, s3:GetObject "
+            f"S3 denied {action} of {where} ({code} on {operation or 'request'}): "
+            f"grant the credentials {permission} on bucket {bucket!r} (amp-luigi needs s3:PutObject, s3:ListBucket, s3:GetObject "
             "and s3:DeleteObject), or check ACCESS_KEY / the AWS profile in use."
         )
     return FatalError(f"S3 {action} of {where} failed: {code or error}")

@@ -89,7 +89,9 @@ class DayTask(luigi.Task):
             return super().complete()
         except botocore.exceptions.ClientError as error:
             # Luigi checks completeness while scheduling, before any task runs: say what is wrong.
-            raise explain(error, storage().bucket_name(), "read", getattr(output, "path", "")) from error
+            bucket = storage().bucket_name()
+            key = str(getattr(output, "path", "")).removeprefix(f"s3://{bucket}/")
+            raise explain(error, bucket, "read", key) from error
 
 
 class ExportDay(DayTask):

@@ -60,8 +60,8 @@ class S3Faults:
         with self._lock:
             self.rules.append([operation, status, code, times])
 
-    def __call__(self, request: Any, model: Any = None, **_: Any) -> Any:
-        name = model.name if model is not None else ""
+    def __call__(self, request: Any, event_name: str = "", **_: Any) -> Any:
+        name = event_name.rsplit(".", 1)[-1]  # before-send.s3.PutObject
         with self._lock:
             self.calls[name] += 1
             for rule in self.rules:
@@ -74,7 +74,7 @@ class S3Faults:
         return None
 
     def install(self, session: Any) -> None:
-        session.events.register("before-send.s3", self, unique_id="amp-test-s3-faults")
+        session.events.register("before-send.s3", self)
 
 
 def s3_faults(faults: S3Faults) -> Callable[..., Any]:
