@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="amp-luigi",
     version="0.1.0",
     description="Amplitude raw event export to Amazon S3, day by day, as a Luigi task graph.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["amp_luigi", "amp_luigi.*"]),
     python_requires=">=3.10",

@@ -92,7 +92,9 @@ class Workspace:
         with open(self.env["LUIGI_CONFIG_PATH"], "w") as out:
             overrides.write(out)
 
-    def luigi(self, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def luigi(
+        self, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `luigi` command here, as cron would, and return what it printed."""
         return subprocess.run(
             [LUIGI, "--module", "amp_luigi", *args],
