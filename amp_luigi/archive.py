@@ -10,6 +10,7 @@ and names that try (absolute, `..`, symlinks) reject the whole archive.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -50,6 +51,25 @@ EXTRACT_THREADS = 2
 MEMBER_SUFFIX = ".json.gz"
 # Amplitude names members `<project>/<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded.
 MEMBER_NAME = re.compile(r"_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{1,2})#(?P<part>\d+)\.json\.gz$")
+
+
+# What zipfile raises on a malformed archive besides BadZipFile: a header's name in bad UTF-8, an
+# "encrypted" or unknown-compression flag, a short read, an empty name; and a seek to a negative
+# offset, an OSError with EINVAL (see _malformed).
+ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    UnicodeDecodeError,
+    IndexError,
+    ValueError,
+)
+UNREADABLE: tuple[type[Exception], ...] = (*ZIP_ERRORS, OSError)
+
+
+def _malformed(error: OSError) -> bool:
+    return error.errno == errno.EINVAL
 
 
 @dataclass(frozen=True)
@@ -209,8 +229,10 @@ def extract_member(
                 checker.feed(data)
         checker.finish()
         os.replace(partial, dest)
-    except zipfile.BadZipFile as error:
-        raise ArchiveError(f"member {info.filename}: {error}") from error
+    except UNREADABLE as error:
+        if isinstance(error, OSError) and not _malformed(error):
+            raise  # the staging disk, not the archive
+        raise ArchiveError(f"member {info.filename}: {error or type(error).__name__}") from error
     finally:
         partial.unlink(missing_ok=True)
     match = MEMBER_NAME.search(name)
@@ -242,11 +264,13 @@ def extract_archives(
     for path in archives:
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as error:
+        except UNREADABLE as error:
             raise ArchiveError(f"{path.name} is not a readable zip archive ({error})") from error
         with archive:
             members: dict[str, zipfile.ZipInfo] = {}
             for info in archive.infolist():
+                if not info.filename:
+                    raise ArchiveError(f"{path.name}: a member has an empty name")
                 if info.is_dir():
                     continue
                 name = safe_member_name(path, info)

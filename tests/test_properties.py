@@ -134,7 +134,7 @@ def _flip(data: bytes, flips: list[tuple[int, int]]) -> bytes:
     return bytes(out)
 
 
-@FAST
+@settings(FAST, max_examples=150)
 @given(data=hostile_archives)
 def test_arbitrary_archive_bytes_only_raise_archive_error_and_stay_in_the_destination(
     tmp_path: Path, data: bytes
