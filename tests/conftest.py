@@ -137,7 +137,9 @@ def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterato
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(REPO / "luigi.cfg", work / "luigi.cfg")
-    (tmp_path / "test.cfg").write_text(FAST_RETRIES)
+    # Luigi's pid lock is keyed by the command line alone: identical commands of tests running at
+    # the same time on this machine (other sessions, xdist) would refuse each other, and exit 0.
+    (tmp_path / "test.cfg").write_text(FAST_RETRIES + f"\n[core]\nlock_pid_dir = {tmp_path / 'locks'}\n")
     env["LUIGI_CONFIG_PATH"] = str(tmp_path / "test.cfg")
     s3 = boto3.client(
         "s3",
