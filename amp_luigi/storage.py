@@ -212,9 +212,16 @@ class Bucket:
             return json.loads(body.read())
 
     def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """Apply `function` to `items` with `threads` requests in flight, keeping the order."""
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="s3") as pool:
+        """Apply `function` to `items` with `threads` requests in flight, keeping the order.
+
+        On the first failure the items not yet started are cancelled: an AccessDenied or an exhausted
+        retry budget would only repeat for every remaining object.
+        """
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="s3")
+        try:
             return list(pool.map(function, items))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
