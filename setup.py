@@ -23,7 +23,7 @@ setup(
             "moto[server,s3]>=5.1",
             "pytest>=8",
             "hypothesis>=6.100",
-            "ruff>=0.6",
+            "ruff>=0.17,<0.18",
             "mypy>=1.10",
             "types-requests",
         ],

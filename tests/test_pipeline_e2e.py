@@ -11,7 +11,9 @@ from tests.conftest import DAY, SECRETS, Workspace
 
 def expected_day(emulator, day=DAY) -> dict[str, list[dict]]:
     hours = HourRange.day(day)
-    return {name.rsplit("/", 1)[-1]: events for name, events in emulator.expected_events(hours.start, hours.end)}
+    return {
+        name.rsplit("/", 1)[-1]: events for name, events in emulator.expected_events(hours.start, hours.end)
+    }
 
 
 def test_a_day_lands_in_s3_exactly_once_and_a_rerun_requests_nothing(workspace: Workspace, emulator) -> None:
