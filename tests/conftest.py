@@ -10,21 +10,23 @@ import configparser
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import luigi
 import pytest
+from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from amp_luigi import settings
 from amp_luigi.emulator import Emulator
+from amp_luigi.sandbox import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LUIGI = str(Path(sys.executable).with_name("luigi"))
@@ -33,6 +35,7 @@ SECRET_KEY = "amp-secret-SHOULD-NEVER-LEAK-8c2d"
 AWS_SECRET = "aws-secret-SHOULD-NEVER-LEAK-41aa"
 SECRETS = (SECRET_KEY, AWS_SECRET)
 DAY = dt.date(2024, 3, 1)
+MOCK_BUCKET = "amp-unit-test"
 # Test-speed knobs read after the project's own luigi.cfg (LUIGI_CONFIG_PATH) in every test.
 FAST_RETRIES = """
 [amplitude]
@@ -46,10 +49,19 @@ max_attempts = 3
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def mock_s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An in-process moto S3 (mock_aws) client with one bucket, MOCK_BUCKET, for unit tests."""
+    # mock_aws intercepts AWS's own endpoints only: a custom endpoint would bypass it.
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=MOCK_BUCKET)
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -10,27 +10,17 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from amp_luigi.errors import FatalError, StorageError
 from amp_luigi.storage import Bucket
+from tests.conftest import MOCK_BUCKET as NAME
 
 MiB = 1024 * 1024
-NAME = "amp-storage-test"
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # mock_aws intercepts AWS's own endpoints only: a custom endpoint would bypass it.
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=NAME)
-        yield client
+def s3(mock_s3_client: Any) -> Any:
+    return mock_s3_client
 
 
 @pytest.fixture

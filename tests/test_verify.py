@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
+from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from amp_luigi.manifest import ExpectedObject
 from amp_luigi.storage import Bucket
 from amp_luigi.verify import differences
+from tests.conftest import MOCK_BUCKET as NAME
 
-NAME = "amp-verify-test"
 PREFIX = "python_import/2024-03-01/"
 
 
 @pytest.fixture
-def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bucket]:
-    # mock_aws intercepts AWS's own endpoints only: a custom endpoint would bypass it.
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=NAME)
-        yield Bucket(client, NAME, threads=2)
+def bucket(mock_s3_client: Any) -> Bucket:
+    return Bucket(mock_s3_client, NAME, threads=2)
 
 
 def put(bucket: Bucket, name: str, body: bytes, sha256: str | None = None) -> ExpectedObject:
