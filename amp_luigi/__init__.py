@@ -2,12 +2,17 @@
 
 `luigi --module amp_luigi VerifyDay --date 2024-03-01` runs one day, `ExportRange --start ...` fills
 every missing day; `luigi.tools.range` is imported here so `RangeDailyBase` and `RangeDaily` resolve
-from `--module amp_luigi` too.
+from `--module amp_luigi` too. Importing the package fills in the Luigi settings it depends on
+(exit codes, the export concurrency cap, range limits) where no luigi.cfg sets them.
 """
 
-import luigi.tools.range  # noqa: F401 - registers RangeDaily and RangeDailyBase for the luigi command
+import luigi.configuration
+import luigi.tools.range
 
+from amp_luigi import luigi_defaults
 from amp_luigi.ranges import ExportRange
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
+
+luigi_defaults.apply(luigi.configuration.get_config())
 
 __all__ = ["ExportDay", "ExportRange", "ExtractDay", "UploadDay", "VerifyDay"]

@@ -31,25 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amp_luigi import luigi_defaults
+
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
 SANDBOX_API_KEY = "sandbox-api-key"
-# Used when the package runs outside its repository (pip install without the source tree).
-FALLBACK_CONFIG = """
-[retcode]
-already_running = 0
-missing_data = 20
-not_run = 0
-task_failed = 30
-scheduling_error = 35
-unhandled_exception = 40
-
-[worker]
-keep_alive = false
-
-[resources]
-amplitude_export = 2
-"""
 
 
 def free_port() -> int:
@@ -74,7 +60,7 @@ def luigid_command() -> list[str]:
 def project_config() -> str:
     """The repository's luigi.cfg (retcodes, resources, worker settings), as the deployment uses it."""
     repo_config = PACKAGE.parent / "luigi.cfg"
-    return repo_config.read_text(encoding="utf-8") if repo_config.exists() else FALLBACK_CONFIG
+    return repo_config.read_text(encoding="utf-8") if repo_config.exists() else luigi_defaults.as_cfg()
 
 
 def clean_environment() -> dict[str, str]:

@@ -92,6 +92,11 @@ class DayTask(luigi.Task):
             bucket = storage().bucket_name()
             key = str(getattr(output, "path", "")).removeprefix(f"s3://{bucket}/")
             raise explain(error, bucket, "read", key) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise FatalError(
+                f"S3 could not be asked whether {getattr(output, 'path', output)} exists ({error}): check "
+                "the AWS credentials (ACCESS_KEY / the AWS chain), the network and AWS_ENDPOINT_URL_S3."
+            ) from error
 
 
 class ExportDay(DayTask):

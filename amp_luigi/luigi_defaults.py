@@ -1,0 +1,47 @@
+"""The Luigi settings amp-luigi depends on, filled in wherever no configuration file sets them.
+
+The repository's luigi.cfg sets each of these, with the reason beside it. A deployment that runs
+`luigi --module amp_luigi ...` from a directory without that file would otherwise get Luigi's own
+defaults: exit code 0 when a day fails (cron never notices), one export at a time, and range tools
+that clip `--start` to 100 days back. The `luigi` command imports the module before it reads
+`[retcode]`, so applying these on import is in time; any value a file sets wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RANGE_DEFAULTS = {"days_back": "36500", "days_forward": "-1", "task_limit": "100000"}
+
+DEFAULTS: dict[str, dict[str, str]] = {
+    "retcode": {
+        "already_running": "0",
+        "missing_data": "20",
+        "not_run": "0",
+        "task_failed": "30",
+        "scheduling_error": "35",
+        "unhandled_exception": "40",
+    },
+    "worker": {"keep_alive": "false"},
+    "resources": {"amplitude_export": "2"},
+    "RangeDailyBase": RANGE_DEFAULTS,
+    "RangeDaily": RANGE_DEFAULTS,
+}
+
+
+def apply(config: Any) -> None:
+    """Set every default the configuration leaves unset (a ConfigParser-like Luigi config)."""
+    for section, options in DEFAULTS.items():
+        if not config.has_section(section):
+            config.add_section(section)
+        for option, value in options.items():
+            if not config.has_option(section, option):
+                config.set(section, option, value)
+
+
+def as_cfg() -> str:
+    """The defaults as luigi.cfg text, for a `luigid` started where no luigi.cfg exists."""
+    return "\n".join(
+        f"[{section}]\n" + "".join(f"{option} = {value}\n" for option, value in options.items())
+        for section, options in DEFAULTS.items()
+    )
