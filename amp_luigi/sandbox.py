@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from amp_luigi import luigi_defaults
 
 PACKAGE = Path(__file__).resolve().parent
@@ -70,6 +72,44 @@ def clean_environment() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "AMP_", "LUIGI_")) and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
     }
+
+
+def deployment_environment(
+    *,
+    export_url: str,
+    api_key: str,
+    secret_key: str,
+    bucket: str,
+    endpoint: str,
+    data_dir: Path,
+    aws_secret: str,
+) -> dict[str, str]:
+    """The environment a deployment sets for the `luigi` command, pointed at local stand-ins."""
+    return {
+        **clean_environment(),
+        "AMP_API_KEY": api_key,
+        "AMP_SECRET_KEY": secret_key,
+        "AMP_EXPORT_URL": export_url,
+        "AMP_DATA_DIR": str(data_dir),
+        "AWS_BUCKET_NAME": bucket,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "ACCESS_KEY": "AKIALOCALSTANDIN",
+        "SECRET_ACCESS_KEY": aws_secret,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    """A boto3 S3 client with the credentials and endpoint of `env`, as the pipeline sees them."""
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["ACCESS_KEY"],
+        aws_secret_access_key=env["SECRET_ACCESS_KEY"],
+    )
 
 
 class Luigid:
@@ -237,8 +277,6 @@ def sandbox(
     latency: float,
     moto_process: bool = False,
 ) -> Iterator[Sandbox]:
-    import boto3
-
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as error:
@@ -268,30 +306,18 @@ def sandbox(
             moto.start()
             stack.callback(moto.stop)
         endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="AKIASANDBOX",
-            aws_secret_access_key=aws_secret,
+        env = deployment_environment(
+            export_url=emulator.url,
+            api_key=SANDBOX_API_KEY,
+            secret_key=secret_key,
+            bucket=f"amp-sandbox-{secrets.token_hex(4)}",  # moto keeps buckets per process, not server
+            endpoint=endpoint,
+            data_dir=root / "staging",
+            aws_secret=aws_secret,
         )
-        # moto keeps its buckets per process, not per server: a fresh name keeps sandboxes apart.
-        bucket = f"amp-sandbox-{secrets.token_hex(4)}"
+        bucket = env["AWS_BUCKET_NAME"]
+        s3 = s3_client(env)
         s3.create_bucket(Bucket=bucket)
-        env = clean_environment()
-        env.update(
-            AMP_API_KEY=SANDBOX_API_KEY,
-            AMP_SECRET_KEY=secret_key,
-            AMP_EXPORT_URL=emulator.url,
-            AMP_DATA_DIR=str(root / "staging"),
-            AWS_BUCKET_NAME=bucket,
-            AWS_ENDPOINT_URL_S3=endpoint,
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",
-            ACCESS_KEY="AKIASANDBOX",
-            SECRET_ACCESS_KEY=aws_secret,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
-        )
         scheduler = None
         if with_scheduler:
             # luigid applies [resources] (the Amplitude cap) from its own config, not the workers'.

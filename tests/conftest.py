@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from amp_luigi import settings
 from amp_luigi.emulator import Emulator
-from amp_luigi.sandbox import free_port
+from amp_luigi.sandbox import deployment_environment, free_port, s3_client
 
 REPO = Path(__file__).resolve().parent.parent
 LUIGI = str(Path(sys.executable).with_name("luigi"))
@@ -129,22 +129,14 @@ class Workspace:
 @pytest.fixture
 def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
     bucket = f"amp-test-{uuid.uuid4().hex[:12]}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "AMP_", "LUIGI_")) and key not in ("ACCESS_KEY", "SECRET_ACCESS_KEY")
-    }
-    env.update(
-        AMP_API_KEY=API_KEY,
-        AMP_SECRET_KEY=SECRET_KEY,
-        AMP_EXPORT_URL=emulator.url,
-        AMP_DATA_DIR=str(tmp_path / "staging"),
-        AWS_BUCKET_NAME=bucket,
-        ACCESS_KEY="AKIATESTKEY",
-        SECRET_ACCESS_KEY=AWS_SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL_S3=moto_endpoint,
-        PYTHONPATH=str(REPO),
+    env = deployment_environment(
+        export_url=emulator.url,
+        api_key=API_KEY,
+        secret_key=SECRET_KEY,
+        bucket=bucket,
+        endpoint=moto_endpoint,
+        data_dir=tmp_path / "staging",
+        aws_secret=AWS_SECRET,
     )
     work = tmp_path / "work"
     work.mkdir()
@@ -153,13 +145,7 @@ def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterato
     # the same time on this machine (other sessions, xdist) would refuse each other, and exit 0.
     (tmp_path / "test.cfg").write_text(FAST_RETRIES + f"\n[core]\nlock_pid_dir = {tmp_path / 'locks'}\n")
     env["LUIGI_CONFIG_PATH"] = str(tmp_path / "test.cfg")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="AKIATESTKEY",
-        aws_secret_access_key=AWS_SECRET,
-    )
+    s3 = s3_client(env)
     s3.create_bucket(Bucket=bucket)
     yield Workspace(work, env, bucket, s3)
     shutil.rmtree(tmp_path, ignore_errors=True)

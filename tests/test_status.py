@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
-
+from amp_luigi.sandbox import s3_client
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
 from amp_luigi.storage import Bucket
-from tests.conftest import AWS_SECRET, SECRETS, Workspace
+from tests.conftest import SECRETS, Workspace
 
 
 def marker(workspace: Workspace, kind: str, day: str, objects: int, events: int) -> None:
@@ -54,15 +53,7 @@ def test_states_and_counts_come_from_the_markers_in_a_bounded_number_of_requests
     workspace: Workspace, moto_endpoint: str
 ) -> None:
     setup_days(workspace)
-    client = CountingClient(
-        boto3.client(
-            "s3",
-            endpoint_url=moto_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="AKIATESTKEY",
-            aws_secret_access_key=AWS_SECRET,
-        )
-    )
+    client = CountingClient(s3_client(workspace.env))
     days = collect(
         Bucket(client, workspace.bucket),
         "python_import",
