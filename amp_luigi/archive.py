@@ -268,6 +268,7 @@ def extract_archives(
             raise ArchiveError(f"{path.name} is not a readable zip archive ({error})") from error
         with archive:
             members: dict[str, zipfile.ZipInfo] = {}
+            ignored: list[str] = []
             for info in archive.infolist():
                 if not info.filename:
                     raise ArchiveError(f"{path.name}: a member has an empty name")
@@ -276,10 +277,18 @@ def extract_archives(
                 name = safe_member_name(path, info)
                 if not name.endswith(MEMBER_SUFFIX):
                     logger.warning("%s: ignoring member %r, not a .json.gz file", path.name, info.filename)
+                    ignored.append(info.filename)
                     continue
                 if name in records or name in members:
                     raise ArchiveError(f"{path.name}: member name {name!r} appears twice in the export")
                 members[name] = info
+        if ignored and not members:
+            # Amplitude answers 404 for hours without events; an archive of other files means its
+            # format changed, and taking it as an empty day would lose that day's events for good.
+            raise ArchiveError(
+                f"{path.name} holds {len(ignored)} file(s) but no *.json.gz member (first: {ignored[0]!r}); "
+                "refusing to mark these hours complete and empty. Check Amplitude's export format."
+            )
         for record in _extract_all(path, members, dest_dir, limits):
             records[record.name] = record
             done += members[record.name].compress_size

@@ -288,3 +288,12 @@ def test_progress_reports_bytes_and_members(tmp_path: Path, dest: Path) -> None:
     extract_archives([archive], dest, LIMITS, lambda *args: seen.append(args))
     assert [members for _, _, members in seen] == [1, 2, 3]
     assert all(done <= total == archive.stat().st_size for done, total, _ in seen)
+
+
+def test_an_archive_of_other_files_only_is_refused_not_taken_as_an_empty_day(
+    tmp_path: Path, dest: Path
+) -> None:
+    # A changed export format must not mark the day complete with no events.
+    archive = write_zip(tmp_path / "a.zip", [(f"{PROJECT}/{PROJECT}_2024-03-01_1#0.json.zst", b"\x28\xb5")])
+    with pytest.raises(ArchiveError, match=r"no \*\.json\.gz member.*json\.zst"):
+        extract_archives([archive], dest, LIMITS)
