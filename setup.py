@@ -19,6 +19,8 @@ setup(
         "orjson>=3.9",
     ],
     extras_require={
+        # luigid's task history (record_task_history) uses SQLAlchemy's 1.x API.
+        "history": ["sqlalchemy>=1.4,<2"],
         "test": [
             "moto[server,s3]>=5.1",
             "pytest>=8",
