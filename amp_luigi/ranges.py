@@ -22,20 +22,17 @@ new export, without duplicates.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 import time
 from collections.abc import Iterator
 
-import botocore.exceptions
 import luigi
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
 from amp_luigi.progress import Progress
 from amp_luigi.settings import amplitude, storage
-from amp_luigi.storage import explain
 from amp_luigi.tasks import DayTask, VerifyDay
 
 logger = logging.getLogger(__name__)
@@ -63,16 +60,10 @@ class RefreshDay(DayTask):
 
     def verified_at(self) -> dt.datetime | None:
         """When the day's verified marker was written (naive UTC), or None without a marker."""
-        bucket = storage().open_bucket()
-        key = self.layout().verified_key
-        try:
-            body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
-        except botocore.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise explain(error, bucket.name, "read", key) from error
-        with body:
-            stamp = json.loads(body.read()).get("verified_at")
+        marker = storage().open_bucket().read_json_if_exists(self.layout().verified_key)
+        if marker is None:
+            return None
+        stamp = marker.get("verified_at")
         if not stamp:
             return dt.datetime.min  # written before markers carried the time: refresh it
         moment = dt.datetime.fromisoformat(stamp)

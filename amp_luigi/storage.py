@@ -207,7 +207,20 @@ class Bucket:
         return [upload["Key"] for upload in uploads]
 
     def read_json(self, key: str) -> dict[str, Any]:
-        body = self._call("read", key, self.client.get_object, Key=key)["Body"]
+        found = self.read_json_if_exists(key)
+        if found is None:
+            raise StorageError(f"s3://{self.name}/{key} does not exist")
+        return found
+
+    def read_json_if_exists(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
+        except botocore.exceptions.ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+                return None
+            raise explain(error, self.name, "read", key) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise FatalError(f"S3 read of s3://{self.name}/{key} failed: {error}") from error
         with body:
             return json.loads(body.read())
 
