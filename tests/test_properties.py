@@ -20,7 +20,13 @@ from amp_luigi.archive import Limits, extract_archives, inflate
 from amp_luigi.errors import ArchiveError
 from amp_luigi.hours import HOUR, HourRange
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same examples on every run, so CI is deterministic; the search is still broad.
+FAST = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -114,7 +120,14 @@ hostile_archives = st.one_of(
     # real zips with arbitrary member names and bodies (valid gzip of arbitrary bytes or garbage)
     st.builds(
         _zip_with,
-        st.lists(st.text(min_size=1, max_size=30).map(lambda s: s + ".json.gz"), min_size=1, max_size=4),
+        st.lists(
+            # zipfile itself cuts a name at NUL and then fails on the empty rest while writing.
+            st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=30).map(
+                lambda s: s + ".json.gz"
+            ),
+            min_size=1,
+            max_size=4,
+        ),
         st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: gzip.compress(b, mtime=0)),
     ),
     # valid zips with bytes flipped
