@@ -28,6 +28,9 @@ from amp_luigi import settings
 from amp_luigi.emulator import Emulator
 from amp_luigi.sandbox import deployment_environment, free_port, s3_client
 
+# Tests talk to 127.0.0.1 only: never let botocore look for credentials at the EC2 metadata address.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 REPO = Path(__file__).resolve().parent.parent
 LUIGI = str(Path(sys.executable).with_name("luigi"))
 API_KEY = "apikey-TESTKEY-5f1e"
