@@ -173,8 +173,11 @@ class ExportClient:
                     received += len(chunk)
                     if progress:
                         progress(received, expected)
-            if expected is not None and received != expected:
-                raise RetriableError(f"truncated body: {received} of {expected} bytes for {hours.label()}")
+            # Content-Length counts the bytes on the wire, which differ from `received` if a proxy
+            # compressed the body (Content-Encoding); urllib3 counts those.
+            on_wire = response.raw.tell()
+            if expected is not None and on_wire != expected:
+                raise RetriableError(f"truncated body: {on_wire} of {expected} bytes for {hours.label()}")
             if not zipfile.is_zipfile(partial):
                 raise RetriableError(f"the body for {hours.label()} is not a readable zip ({received} bytes)")
             os.replace(partial, dest)

@@ -6,6 +6,9 @@ Waits between attempts are recorded by an injected `sleep` instead of slept.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import http.server
+import io
 import threading
 import zipfile
 from collections.abc import Callable
@@ -295,3 +298,35 @@ def test_wrong_region_403_fails_at_once(make_client, emulator, sleeps, tmp_path)
 
 def test_the_client_repr_never_shows_the_secret(make_client) -> None:
     assert SECRET_KEY not in repr(make_client())
+
+
+def test_a_body_compressed_on_the_wire_is_complete_by_its_content_length(tmp_path: Path) -> None:
+    # Content-Length counts wire bytes; a proxy's Content-Encoding: gzip must not look truncated.
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("1/1_2024-03-01_0#0.json.gz", gzip.compress(b'{"a": 1}\n' * 1000))
+    body = gzip.compress(archive.getvalue())
+
+    class Compressing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Compressing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ExportClient(
+            f"http://127.0.0.1:{server.server_address[1]}/api/2/export", API_KEY, SECRET_KEY
+        )
+        dest = tmp_path / "day.zip"
+        assert client.download(HourRange.day(DAY), dest)
+        assert dest.read_bytes() == archive.getvalue()
+    finally:
+        server.shutdown()
+        server.server_close()
