@@ -230,11 +230,28 @@ class Bucket:
         On the first failure the items not yet started are cancelled: an AccessDenied or an exhausted
         retry budget would only repeat for every remaining object.
         """
+        failures: list[BaseException] = []
+
+        def guarded(item: T) -> R:
+            if failures:  # no call starts after the first failure; those in flight finish
+                raise _Skipped
+            try:
+                return function(item)
+            except BaseException as error:
+                failures.append(error)
+                raise
+
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="s3")
         try:
-            return list(pool.map(function, items))
+            return list(pool.map(guarded, items))
+        except _Skipped:
+            raise failures[0] from None  # a skipped item can come before the failed one in order
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Skipped(Exception):
+    """An item not attempted because another one failed first."""
 
 
 def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
