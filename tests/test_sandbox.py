@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 from tests.conftest import REPO
 
@@ -25,11 +24,9 @@ def sandbox(*args: str) -> subprocess.Popen[str]:
 
 
 def test_sandbox_exports_the_newest_days_then_skips_them_all() -> None:
-    began = time.monotonic()
     process = sandbox("--days", "2")
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
-    assert time.monotonic() - began < 60
     root = re.search(r"amp-luigi sandbox in (\S+)", output)
     assert root, output
     days = re.findall(r"^  (\d{4}-\d{2}-\d{2})\s+(\d+)\s+([\d,]+)\s+[\d.]+ [KM]iB$", output, re.MULTILINE)
