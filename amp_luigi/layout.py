@@ -25,7 +25,6 @@ from amp_luigi.hours import HourRange
 
 VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
-MEMBER_SUFFIX = ".json.gz"
 
 
 def join_key(*parts: str) -> str:

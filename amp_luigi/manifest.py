@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +86,3 @@ def day_record(date: dt.date, objects: list[ExpectedObject], **extra: Any) -> di
         "bytes": sum(obj.bytes for obj in objects),
         **extra,
     }
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that the file either does not exist or is complete (rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(partial, path)

@@ -34,6 +34,8 @@ from typing import Any
 import boto3
 
 from amp_luigi import luigi_defaults
+from amp_luigi.layout import VERIFIED_DIR, marker_prefix
+from amp_luigi.storage import Bucket
 
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
@@ -231,20 +233,13 @@ class Sandbox:
 
     def verified(self) -> dict[str, dict[str, Any]]:
         """The verified markers, by day: what VerifyDay proved S3 holds."""
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{PREFIX}/_verified/"
-        )
-        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-        markers = {}
-        for key in sorted(keys):
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            record = json.loads(body)
-            markers[record["date"]] = record
-        return markers
+        bucket = Bucket(self.s3, self.bucket)
+        keys = sorted(bucket.sizes(marker_prefix(PREFIX, VERIFIED_DIR)))
+        records = [bucket.read_json(key) for key in keys]
+        return {record["date"]: record for record in records}
 
     def object_count(self) -> int:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{PREFIX}/")
-        return sum(len(page.get("Contents", [])) for page in pages)
+        return len(Bucket(self.s3, self.bucket).sizes(f"{PREFIX}/"))
 
 
 @contextlib.contextmanager
