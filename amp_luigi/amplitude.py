@@ -26,6 +26,7 @@ import requests
 
 from amp_luigi.errors import FatalError, NoDataError, RetriableError, TooLargeError
 from amp_luigi.hours import HourRange
+from amp_luigi.layout import partial_path
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class ExportClient:
         announced = response.headers.get("Content-Length")
         expected = int(announced) if announced and announced.isdigit() else None
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        partial = partial_path(dest)
         received = 0
         try:
             with partial.open("wb") as out:

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, NoReturn
 
 from amp_luigi.errors import ArchiveError
+from amp_luigi.layout import partial_path
 
 fast_json: types.ModuleType | None
 try:  # orjson parses an event several times faster than the standard library and takes bytes as they are.
@@ -211,7 +212,7 @@ def extract_member(
     gz_hash, json_hash = hashlib.sha256(), hashlib.sha256()
     checker = LineChecker(name, limits)
     gz_bytes = json_bytes = 0
-    partial = dest.with_name(f".{name}.{os.getpid()}.partial")
+    partial = partial_path(dest)
 
     def copied(source: IO[bytes], out: IO[bytes]) -> Iterator[bytes]:
         nonlocal gz_bytes

@@ -18,6 +18,7 @@ completeness by listing a marker's parent directory.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from amp_luigi.hours import HourRange
 
 VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
+
+
+def partial_path(dest: Path) -> Path:
+    """Where `dest` is written before its atomic rename: hidden, per process, never taken as complete."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.partial")
 
 
 def join_key(*parts: str) -> str:
