@@ -16,7 +16,7 @@ setup(
         "requests>=2.31",
         "python-dotenv>=1.0",
         "isal>=1.6",
-        "orjson>=3.9",
+        "pysimdjson>=6.0",
     ],
     extras_require={
         # luigid's task history (record_task_history) uses SQLAlchemy's 1.x API.

@@ -1,8 +1,8 @@
 """Reading Amplitude's export archives as untrusted input, one bounded chunk at a time.
 
 Each `*.json.gz` member is copied out of the zip (its zip CRC checked by `zipfile`), inflated on
-the fly (its gzip CRC checked by zlib) and every line parsed as JSON, in the same pass that hashes
-and counts the bytes. Nothing is ever held whole: a member that inflates far beyond its size (a
+the fly (its gzip CRC checked by the codec) and every line parsed as JSON, in the same pass that
+computes the CRC32s (of the member and of its NDJSON) and counts the bytes and events. Nothing is ever held whole: a member that inflates far beyond its size (a
 bomb) or a line longer than the limit is refused as soon as it shows, with the member named.
 Members are written under their base name only, so no name can reach outside the staging directory,
 and names that try (absolute, `..`, symlinks) reject the whole archive.
@@ -11,7 +11,6 @@ and names that try (absolute, `..`, symlinks) reject the whole archive.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -27,13 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, NoReturn
 
+from amp_luigi.checksum import crc32, crc32_text
 from amp_luigi.errors import ArchiveError
 from amp_luigi.layout import partial_path
 
-fast_json: types.ModuleType | None
-try:  # orjson parses an event several times faster than the standard library and takes bytes as they are.
-    import orjson as fast_json
-except ImportError:  # pragma: no cover - orjson is a declared dependency
+fast_json: Any
+try:  # simdjson validates an event several times faster than a parser that builds Python objects.
+    import simdjson as fast_json
+except ImportError:  # pragma: no cover - pysimdjson is a declared dependency
     fast_json = None
 
 gzip_codec: types.ModuleType
@@ -87,9 +87,9 @@ class MemberRecord:
     hour: int | None
     events: int
     gz_bytes: int
-    gz_sha256: str
+    gz_crc32: str
     json_bytes: int
-    json_sha256: str
+    json_crc32: str
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +148,7 @@ class LineChecker:
         self.lines = 0
         self.events = 0
         self._carry = b""
+        self._parser = fast_json.Parser() if fast_json is not None else None
 
     def feed(self, data: bytes) -> None:
         if self._carry:
@@ -170,18 +171,20 @@ class LineChecker:
         self.lines += 1
         if len(line) > self.max_line:
             self._fail(self.lines, f"longer than {self.max_line} bytes")
-        if fast_json is not None:
-            try:
-                event = fast_json.loads(line)
-            except ValueError:
-                # orjson is stricter than the standard library (e.g. integers over 64 bits, NaN, lone
-                # surrogates): the standard library decides, so the same lines are accepted either way.
-                event = self._loads(line)
-        else:
-            event = self._loads(line)
-        if not isinstance(event, dict):
+        if not self._is_object(line):
             self._fail(self.lines, "is JSON but not an event object")
         self.events += 1
+
+    def _is_object(self, line: memoryview) -> bool:
+        if self._parser is not None:
+            try:
+                # The parsed document is a view into the parser, dropped before the next line.
+                return isinstance(self._parser.parse(line), fast_json.Object)
+            except (ValueError, RuntimeError):
+                # simdjson is stricter than the standard library (integers over 64 bits, NaN, lone
+                # surrogates): the standard library decides, so the same lines are accepted either way.
+                pass
+        return isinstance(self._loads(line), dict)
 
     def _loads(self, line: memoryview) -> Any:
         try:
@@ -207,25 +210,25 @@ def safe_member_name(archive: Path, info: zipfile.ZipInfo) -> str:
 def extract_member(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: Limits
 ) -> MemberRecord:
-    """Copy one member to `dest` (atomically) while checking, hashing and counting it."""
+    """Copy one member to `dest` (atomically) while checking, checksumming and counting it."""
     name = dest.name
-    gz_hash, json_hash = hashlib.sha256(), hashlib.sha256()
+    gz_crc = json_crc = 0
     checker = LineChecker(name, limits)
     gz_bytes = json_bytes = 0
     partial = partial_path(dest)
 
     def copied(source: IO[bytes], out: IO[bytes]) -> Iterator[bytes]:
-        nonlocal gz_bytes
+        nonlocal gz_bytes, gz_crc
         for chunk in read_chunks(source):
             out.write(chunk)
-            gz_hash.update(chunk)
+            gz_crc = crc32(chunk, gz_crc)
             gz_bytes += len(chunk)
             yield chunk
 
     try:
         with archive.open(info) as source, partial.open("wb") as out:
             for data in inflate(copied(source, out), name, limits):
-                json_hash.update(data)
+                json_crc = crc32(data, json_crc)
                 json_bytes += len(data)
                 checker.feed(data)
         checker.finish()
@@ -242,9 +245,9 @@ def extract_member(
         hour=int(match["hour"]) if match else None,
         events=checker.events,
         gz_bytes=gz_bytes,
-        gz_sha256=gz_hash.hexdigest(),
+        gz_crc32=crc32_text(gz_crc),
         json_bytes=json_bytes,
-        json_sha256=json_hash.hexdigest(),
+        json_crc32=crc32_text(json_crc),
     )
 
 

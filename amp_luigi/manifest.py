@@ -19,13 +19,17 @@ from amp_luigi.layout import DayLayout
 
 @dataclass(frozen=True)
 class ExpectedObject:
-    """One data object in S3: its key, size, SHA-256 (also stored as metadata) and event count."""
+    """One data object in S3: its key, size, CRC32 (as S3 writes it) and event count.
+
+    `etag` is what S3 answered to the upload: the listing's ETag of an object nobody has replaced since.
+    """
 
     key: str
     bytes: int
-    sha256: str
+    crc32: str
     events: int
     member: str
+    etag: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExpectedObject:
@@ -48,7 +52,7 @@ class Manifest:
             ExpectedObject(
                 key=layout.object_key(member.name),
                 bytes=member.gz_bytes if layout.keep_gzip else member.json_bytes,
-                sha256=member.gz_sha256 if layout.keep_gzip else member.json_sha256,
+                crc32=member.gz_crc32 if layout.keep_gzip else member.json_crc32,
                 events=member.events,
                 member=member.name,
             )

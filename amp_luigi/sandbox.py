@@ -234,12 +234,12 @@ class Sandbox:
     def verified(self) -> dict[str, dict[str, Any]]:
         """The verified markers, by day: what VerifyDay proved S3 holds."""
         bucket = Bucket(self.s3, self.bucket)
-        keys = sorted(bucket.sizes(marker_prefix(PREFIX, VERIFIED_DIR)))
+        keys = sorted(bucket.listing(marker_prefix(PREFIX, VERIFIED_DIR)))
         records = [bucket.read_json(key) for key in keys]
         return {record["date"]: record for record in records}
 
     def object_count(self) -> int:
-        return len(Bucket(self.s3, self.bucket).sizes(f"{PREFIX}/"))
+        return len(Bucket(self.s3, self.bucket).listing(f"{PREFIX}/"))
 
 
 @contextlib.contextmanager

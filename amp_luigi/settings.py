@@ -206,6 +206,10 @@ def _aws(
         max_pool_connections=max(10, 2 * threads),
         connect_timeout=15,
         read_timeout=120,
+        # Every upload carries, in a signed header, the CRC32 S3 checks the body against: a SHA-256
+        # of the body in the signature as well (botocore's default when it did not add the checksum
+        # itself, and always over plain HTTP) would hash every byte again for nothing.
+        s3={"payload_signing_enabled": False},
     )
     return session, config
 

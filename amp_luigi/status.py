@@ -58,8 +58,8 @@ def collect(
     bucket: Bucket, prefix: str, staging_root: Path, start: dt.date, stop: dt.date, newest: dt.date
 ) -> list[DayStatus]:
     """The state of every day in [start, stop); `newest` is the newest day Amplitude can export."""
-    verified = {marker_date(key): key for key in bucket.sizes(marker_prefix(prefix, VERIFIED_DIR))}
-    uploaded = {marker_date(key) for key in bucket.sizes(marker_prefix(prefix, UPLOADED_DIR))}
+    verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
+    uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
     staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
     days = _days(start, stop)
     wanted = [day for day in days if day in verified]

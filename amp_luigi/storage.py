@@ -1,8 +1,9 @@
 """S3, as the pipeline needs it: streamed uploads with server-verified checksums, listings, markers.
 
-Every data object carries its SHA-256 as metadata (`x-amz-meta-sha256`) so verification can compare
-it with the manifest without downloading; each request also carries a CRC32 that S3 checks on
-arrival. botocore retries throttling and 5xx itself (adaptive mode); what it cannot fix (no bucket,
+Each upload request carries the CRC32 of its bytes, which S3 checks on arrival, and an object is
+committed only when its bytes have the CRC32 extraction computed. S3's answer, the ETag, is what a
+later listing shows for an object nobody replaced since, so verification needs no request per
+object. botocore retries throttling and 5xx itself (adaptive mode); what it cannot fix (no bucket,
 access denied) becomes a StorageError that names the bucket and the permission to grant.
 """
 
@@ -12,12 +13,13 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import botocore.exceptions
 from luigi.contrib.s3 import S3Client
 
-from amp_luigi.errors import FatalError, StorageError
+from amp_luigi import checksum
+from amp_luigi.errors import ArchiveError, FatalError, StorageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,6 +72,11 @@ def explain(error: botocore.exceptions.ClientError, bucket: str, action: str, ke
     return FatalError(f"S3 {action} of {where} failed: {code or error}")
 
 
+class Listed(NamedTuple):
+    size: int
+    etag: str
+
+
 class Bucket:
     """One bucket, through a boto3 client; safe to share between threads (boto3 clients are)."""
 
@@ -89,40 +96,43 @@ class Bucket:
         except botocore.exceptions.BotoCoreError as error:
             raise FatalError(f"S3 {action} of s3://{self.name}/{key} failed: {error}") from error
 
-    def sizes(self, prefix: str) -> dict[str, int]:
-        """Every key under `prefix` with its size, in as few requests as S3 allows (1,000 a page)."""
-        found: dict[str, int] = {}
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        """Every key under `prefix` with its size and ETag, in as few requests as S3 allows (1,000 a page)."""
+        found: dict[str, Listed] = {}
         token: dict[str, str] = {}
         while True:
             page = self._call("list", prefix, self.client.list_objects_v2, Prefix=prefix, **token)
-            found.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+            found.update(
+                {item["Key"]: Listed(item["Size"], item["ETag"]) for item in page.get("Contents", [])}
+            )
             if not page.get("IsTruncated"):
                 return found
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    def sha256(self, key: str) -> str | None:
-        """The SHA-256 recorded in the object's metadata at upload, or None if it has none."""
-        head = self._call("read", key, self.client.head_object, Key=key)
-        return head.get("Metadata", {}).get("sha256")
+    def upload(self, key: str, chunks: Iterable[bytes], crc32: str, metadata: dict[str, str]) -> str:
+        """Stream `chunks` to `key` and return S3's ETag: one PUT when small, part_size parts when not.
 
-    def upload(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str]) -> None:
-        """Stream `chunks` to `key`: one PUT when small, a multipart upload of part_size parts when not.
-
-        At most one part is held at a time (plus the chunk being added), whatever the object's size.
+        `crc32` is the object's CRC32 as extraction computed it. Every request carries the CRC32 of
+        its own bytes, which S3 checks on arrival, and the object is committed (the PUT sent, the
+        multipart upload completed) only if all the bytes together have `crc32`: what lands in S3 is
+        what was checked, end to end. At most one part is held at a time, whatever the object's size.
         """
         parts = self._parts(chunks)
         head = list(itertools.islice(parts, 2))
         if len(head) < 2:
-            self._call(
+            body = head[0] if head else b""
+            _same_crc32(key, checksum.crc32(body, 0), crc32)
+            answer = self._call(
                 "upload",
                 key,
                 self.client.put_object,
                 Key=key,
-                Body=head[0] if head else b"",
+                Body=body,
                 Metadata=metadata,
-                ChecksumAlgorithm="CRC32",
+                ChecksumAlgorithm="CRC32",  # with the value given, botocore computes nothing itself
+                ChecksumCRC32=crc32,
             )
-            return
+            return str(answer["ETag"])
         upload = self._call(
             "upload",
             key,
@@ -134,10 +144,12 @@ class Bucket:
         upload_id = upload["UploadId"]
         try:
             done = []
-            number = 0
+            number = whole = 0
             # Not enumerate(): it would keep the previous part alive while the next one is built.
             for body in itertools.chain(_drain(head), parts):
                 number += 1  # noqa: SIM113 - see above
+                whole = checksum.crc32(body, whole)
+                part_crc32 = checksum.crc32_text(checksum.crc32(body, 0))
                 part = self._call(
                     "upload",
                     key,
@@ -147,12 +159,12 @@ class Bucket:
                     PartNumber=number,
                     Body=body,
                     ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=part_crc32,
                 )
                 del body  # before the next part is built
-                done.append(
-                    {"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}
-                )
-            self._call(
+                done.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part_crc32})
+            _same_crc32(key, whole, crc32)
+            answer = self._call(
                 "upload",
                 key,
                 self.client.complete_multipart_upload,
@@ -160,22 +172,25 @@ class Bucket:
                 UploadId=upload_id,
                 MultipartUpload={"Parts": done},
             )
+            return str(answer["ETag"])
         except BaseException:
             # An abandoned multipart upload is invisible but billed; never leave one behind.
             self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
             raise
 
-    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytearray]:
-        # Each part is handed to botocore as the buffer itself (it takes a bytearray as it takes
-        # bytes), and the next part starts a new one: no copy of the day's bytes.
-        buffer = bytearray()
+    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        # One join per part: each byte is copied once, as appending to a buffer would, and the part
+        # is bytes, which every botocore body path (and moto's in-process mock) takes as it is.
+        pending: list[bytes] = []
+        size = 0
         for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= self.part_size:
-                yield buffer
-                buffer = bytearray()
-        if buffer:
-            yield buffer
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= self.part_size:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -254,7 +269,15 @@ class _Skipped(Exception):
     """An item not attempted because another one failed first."""
 
 
-def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
+def _same_crc32(key: str, found: int, expected: str) -> None:
+    if checksum.crc32_text(found) != expected:
+        raise ArchiveError(
+            f"the bytes for {key} have CRC32 {checksum.crc32_text(found)}, not {expected} as when they were "
+            "extracted and checked: the staged member changed since"
+        )
+
+
+def _drain(parts: list[bytes]) -> Iterator[bytes]:
     """The parts, each dropped from the list as it is handed out, so it is freed once uploaded."""
     while parts:
         yield parts.pop(0)

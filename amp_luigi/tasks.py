@@ -10,6 +10,7 @@ task parameters, which the central scheduler shows to anyone.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -142,7 +143,7 @@ class ExportDay(DayTask):
 class ExtractDay(DayTask):
     """Extracts and checks every `*.json.gz` member and writes the day's manifest.
 
-    Input: ExportDay's archives. Output: `manifest.json` (member name, hour, sizes, SHA-256s, event
+    Input: ExportDay's archives. Output: `manifest.json` (member name, hour, sizes, CRC32s, event
     count), written after every member passed its checks. An archive that fails them is discarded
     with ExportDay's output, so the next run downloads it again.
     """
@@ -208,20 +209,29 @@ class UploadDay(DayTask):
         uploaded = 0
         lock = threading.Lock()
 
-        def upload(obj: ExpectedObject) -> None:
+        def upload(obj: ExpectedObject) -> ExpectedObject:
             nonlocal uploaded
             with (layout.members_dir / obj.member).open("rb") as source:
                 chunks: Iterable[bytes] = read_chunks(source)
                 if not layout.keep_gzip:
                     chunks = inflate(chunks, obj.member, limits)
-                bucket.upload(obj.key, chunks, {"sha256": obj.sha256, "events": str(obj.events)})
+                etag = bucket.upload(obj.key, chunks, obj.crc32, {"events": str(obj.events)})
             with lock:
                 uploaded += 1
                 progress(f"uploaded {uploaded} of {len(objects)} object(s)", 100.0 * uploaded / len(objects))
+            return dataclasses.replace(obj, etag=etag)
 
         _abort_abandoned_uploads(bucket, layout.data_prefix, self.date)
-        bucket.map(upload, objects)
-        strays = sorted(set(bucket.sizes(layout.data_prefix)) - {obj.key for obj in objects})
+        try:
+            objects = bucket.map(upload, objects)
+        except ArchiveError as error:
+            # A staged member that no longer inflates or matches its checksum: extract it again.
+            layout.manifest_path.unlink(missing_ok=True)
+            shutil.rmtree(layout.members_dir, ignore_errors=True)
+            raise ArchiveError(
+                f"{self.date}: {error}. The extracted members were discarded; the next run extracts them again."
+            ) from error
+        strays = sorted(set(bucket.listing(layout.data_prefix)) - {obj.key for obj in objects})
         if strays:
             logger.warning(
                 "%s: deleting %d object(s) no longer in the export: %s", self.date, len(strays), strays
@@ -236,7 +246,7 @@ class VerifyDay(DayTask):
     """Proves S3 holds exactly the day's objects, then writes the verified manifest.
 
     Input: UploadDay's marker. Output: `_verified/<date>.json` (the date in the file name, so Luigi's
-    range tools can list it), written only when every object matches by key, size and SHA-256 and no
+    range tools can list it), written only when every object matches by key, size and ETag and no
     other object sits under the day's prefix. On a mismatch it removes UploadDay's marker, so the next
     run uploads again. After success the day's staging files are removed unless [staging] keep is set.
     """
@@ -254,7 +264,7 @@ class VerifyDay(DayTask):
         Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
         """
         dates = list(parameter_tuples)
-        listing = storage().open_bucket().sizes(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
+        listing = storage().open_bucket().listing(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
         verified = {marker_date(key) for key in listing}
         return [date for date in dates if date in verified]
 
@@ -264,13 +274,7 @@ class VerifyDay(DayTask):
         with self.input().open("r") as marker:
             objects = [ExpectedObject.from_json(obj) for obj in json.load(marker)["objects"]]
         bucket = storage().open_bucket()
-        progress(f"verifying {len(objects)} object(s)", 0, final=True)
-        problems = differences(
-            bucket,
-            layout.data_prefix,
-            objects,
-            lambda done, total: progress(f"verified {done} of {total} object(s)", 100.0 * done / total),
-        )
+        problems = differences(bucket, layout.data_prefix, objects)
         if problems:
             self.input().remove()
             raise VerificationError(

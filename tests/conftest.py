@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from amp_luigi import settings
+from amp_luigi.checksum import crc32_text
 from amp_luigi.emulator import Emulator
 from amp_luigi.sandbox import deployment_environment, free_port, s3_client
 
@@ -50,6 +52,11 @@ connect_timeout = 5
 [storage]
 max_attempts = 3
 """
+
+
+def crc32_of(data: bytes) -> str:
+    """The CRC32 S3 would show for `data`, from zlib (not the ISA-L code under test)."""
+    return crc32_text(zlib.crc32(data))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ Importing this module imports amp_luigi (so its tasks resolve) and then, driven 
   file `$AMP_TEST_SIGNAL_DIR/<point>`, so a test can SIGKILL it at exactly that moment. Points:
   `start:<Task>` (a stage's run() begins: every earlier stage is done), `extract` (a member is being
   inflated, its `.partial` file open), `s3:<operation>` (a data-object call: `put_object`,
-  `upload_part`, `head_object`...) and `cleanup` (VerifyDay wrote its marker, staging not yet removed).
+  `upload_part`, `list_objects_v2`...) and `cleanup` (VerifyDay wrote its marker, staging not yet removed).
 - `AMP_TEST_S3_FAULT=<Operation>:<status>:<code>[:<times>]` answers that S3 operation (botocore's name,
   e.g. `PutObject`, `ListObjectsV2`) with the error, through botocore's own parsing and retries.
 

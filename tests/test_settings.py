@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import luigi
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
-from tests.conftest import REPO
+from tests.conftest import REPO, crc32_of
 
 Configure = Callable[[str], None]
 
@@ -180,6 +183,29 @@ def test_aws_endpoint_url_is_honoured_by_the_clients(
     assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:9"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
     assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:10"
+
+
+def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"AWS_BUCKET_NAME": "b", "AWS_DEFAULT_REGION": "us-east-1", "ACCESS_KEY": "k"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # plain HTTP: botocore's worst case
+    bucket = storage().open_bucket()
+    sent: list[Any] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request)
+        return AWSResponse(
+            request.url, 200, {"ETag": '"e"'}, types.SimpleNamespace(stream=lambda: iter([b""]))
+        )
+
+    bucket.client.meta.events.register("before-send.s3.PutObject", answer)
+    assert bucket.upload("p/a.json", iter([b"{}\n"]), crc32_of(b"{}\n"), {}) == '"e"'
+    [request] = sent
+    assert request.headers["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
+    assert b"x-amz-checksum-crc32;" in request.headers["Authorization"]
 
 
 def test_a_part_size_below_s3s_minimum_is_refused(configure: Configure) -> None:

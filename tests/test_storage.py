@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -11,9 +11,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from amp_luigi.errors import FatalError, StorageError
-from amp_luigi.storage import Bucket
+from amp_luigi.errors import ArchiveError, FatalError, StorageError
+from amp_luigi.storage import Bucket, Listed
 from tests.conftest import MOCK_BUCKET as NAME
+from tests.conftest import crc32_of
 
 MiB = 1024 * 1024
 
@@ -29,14 +30,20 @@ def bucket(s3: Any) -> Bucket:
 
 
 class Recorder:
-    """Counts the S3 operations a client sends, through botocore's event hooks."""
+    """The S3 operations a client sends and the CRC32 header of each, through botocore's event hooks."""
 
     def __init__(self, client: Any) -> None:
         self.calls: list[str] = []
+        self.crc32s: list[str | None] = []
         client.meta.events.register("before-call.s3.*", self._record)
+        client.meta.events.register("before-send.s3.*", self._sent)
 
     def _record(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        value = request.headers.get("x-amz-checksum-crc32")
+        self.crc32s.append(value.decode() if isinstance(value, bytes) else value)
 
 
 def chunks(data: bytes, size: int = MiB) -> Iterator[bytes]:
@@ -44,31 +51,30 @@ def chunks(data: bytes, size: int = MiB) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-def test_a_small_object_is_one_put_with_its_sha256_metadata(bucket: Bucket, s3: Any) -> None:
+def test_a_small_object_is_one_put_carrying_its_crc32(bucket: Bucket, s3: Any) -> None:
     calls = Recorder(s3)
     body = b'{"event": 1}\n' * 1000
-    digest = hashlib.sha256(body).hexdigest()
-    bucket.upload("p/2024-03-01/a.json", chunks(body, 4096), {"sha256": digest, "events": "1000"})
+    etag = bucket.upload("p/2024-03-01/a.json", chunks(body, 4096), crc32_of(body), {"events": "1000"})
 
     assert calls.calls == ["PutObject"]
+    assert calls.crc32s == [crc32_of(body)], "S3 checks the CRC32 extraction computed, not one made now"
     head = s3.head_object(Bucket=NAME, Key="p/2024-03-01/a.json", ChecksumMode="ENABLED")
-    assert head["Metadata"] == {"sha256": digest, "events": "1000"}
+    assert head["Metadata"] == {"events": "1000"}
     assert head["ContentLength"] == len(body)
-    assert "ChecksumCRC32" in head, "S3 verified a checksum on arrival"
+    assert head["ChecksumCRC32"] == crc32_of(body)
     assert s3.get_object(Bucket=NAME, Key="p/2024-03-01/a.json")["Body"].read() == body
-    assert bucket.sha256("p/2024-03-01/a.json") == digest
+    assert bucket.listing("p/") == {"p/2024-03-01/a.json": Listed(len(body), etag)}
 
 
 def test_an_empty_object_is_uploaded(bucket: Bucket, s3: Any) -> None:
-    bucket.upload("p/empty.json", iter([]), {"sha256": hashlib.sha256(b"").hexdigest()})
+    bucket.upload("p/empty.json", iter([]), crc32_of(b""), {})
     assert s3.head_object(Bucket=NAME, Key="p/empty.json")["ContentLength"] == 0
 
 
 def test_a_large_object_is_a_multipart_upload_of_part_size_parts(bucket: Bucket, s3: Any) -> None:
     calls = Recorder(s3)
     body = os.urandom(12 * MiB + 123)
-    digest = hashlib.sha256(body).hexdigest()
-    bucket.upload("p/2024-03-01/big.json", chunks(body, 700_000), {"sha256": digest})
+    etag = bucket.upload("p/2024-03-01/big.json", chunks(body, 700_000), crc32_of(body), {})
 
     assert calls.calls == [
         "CreateMultipartUpload",
@@ -83,8 +89,22 @@ def test_a_large_object_is_a_multipart_upload_of_part_size_parts(bucket: Bucket,
     ]
     assert all(5 * MiB <= size < 5 * MiB + 700_000 for size in parts[:2]), parts
     assert sum(parts) == len(body)
+    bounds = [0, parts[0], parts[0] + parts[1], len(body)]
+    assert calls.crc32s[1:4] == [crc32_of(body[a:b]) for a, b in itertools.pairwise(bounds)]
     assert s3.get_object(Bucket=NAME, Key="p/2024-03-01/big.json")["Body"].read() == body
-    assert bucket.sha256("p/2024-03-01/big.json") == digest
+    assert etag.endswith('-3"')
+    assert bucket.listing("p/") == {"p/2024-03-01/big.json": Listed(len(body), etag)}
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MiB], ids=["put", "multipart"])
+def test_bytes_that_differ_from_their_checked_crc32_are_never_committed(
+    bucket: Bucket, s3: Any, size: int
+) -> None:
+    body = os.urandom(size)
+    with pytest.raises(ArchiveError, match=f"p/a.json have CRC32 {crc32_of(body)}, not {crc32_of(b'other')}"):
+        bucket.upload("p/a.json", chunks(body), crc32_of(b"other"), {})
+    assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
+    assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
 
 
 def test_a_failed_multipart_upload_is_aborted(bucket: Bucket, s3: Any) -> None:
@@ -94,33 +114,33 @@ def test_a_failed_multipart_upload_is_aborted(bucket: Bucket, s3: Any) -> None:
         raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        bucket.upload("p/broken.json", broken(), {"sha256": "x"})
+        bucket.upload("p/broken.json", broken(), "AAAAAA==", {})
     assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
 
 
-def test_a_rerun_overwrites_the_same_key(bucket: Bucket, s3: Any) -> None:
-    bucket.upload("p/a.json", iter([b"old\n"]), {"sha256": "1"})
-    bucket.upload("p/a.json", iter([b"new!\n"]), {"sha256": "2"})
-    assert bucket.sizes("p/") == {"p/a.json": 5}
-    assert bucket.sha256("p/a.json") == "2"
+def test_a_rerun_overwrites_the_same_key_and_the_listing_shows_the_new_etag(bucket: Bucket) -> None:
+    old = bucket.upload("p/a.json", iter([b"old\n"]), crc32_of(b"old\n"), {})
+    new = bucket.upload("p/a.json", iter([b"new!\n"]), crc32_of(b"new!\n"), {})
+    assert old != new
+    assert bucket.listing("p/") == {"p/a.json": Listed(5, new)}
 
 
-def test_sizes_and_delete_handle_more_than_one_page_of_keys(bucket: Bucket, s3: Any) -> None:
+def test_listing_and_delete_handle_more_than_one_page_of_keys(bucket: Bucket, s3: Any) -> None:
     keys = [f"p/2024-03-01/{i:05}.json" for i in range(1003)]
     bucket.map(lambda key: s3.put_object(Bucket=NAME, Key=key, Body=b"x" * (len(key) % 7)), keys)
     s3.put_object(Bucket=NAME, Key="p/2024-03-02/other.json", Body=b"y")
     calls = Recorder(s3)
 
-    found = bucket.sizes("p/2024-03-01/")
-    assert found == {key: len(key) % 7 for key in keys}
+    found = bucket.listing("p/2024-03-01/")
+    assert {key: listed.size for key, listed in found.items()} == {key: len(key) % 7 for key in keys}
     assert calls.calls == ["ListObjectsV2", "ListObjectsV2"], "S3 returns at most 1,000 keys a page"
-    assert bucket.sizes("p/nothing/") == {}
+    assert bucket.listing("p/nothing/") == {}
 
     calls.calls.clear()
     bucket.delete(keys)
     assert calls.calls == ["DeleteObjects", "DeleteObjects"], "S3 deletes at most 1,000 keys a request"
-    assert bucket.sizes("p/") == {"p/2024-03-02/other.json": 1}
+    assert list(bucket.listing("p/")) == ["p/2024-03-02/other.json"]
     bucket.delete([])
 
 
@@ -136,8 +156,8 @@ def test_read_json_and_map_keep_order(bucket: Bucket, s3: Any) -> None:
 def test_a_missing_bucket_is_named(s3: Any) -> None:
     missing = Bucket(s3, "no-such-amp-bucket")
     for call in (
-        lambda: missing.sizes("p/"),
-        lambda: missing.upload("p/a.json", iter([b"x"]), {}),
+        lambda: missing.listing("p/"),
+        lambda: missing.upload("p/a.json", iter([b"x"]), crc32_of(b"x"), {}),
     ):
         with pytest.raises(StorageError) as raised:
             call()
@@ -155,9 +175,8 @@ def denied(client: Any, operation: str) -> Stubber:
 @pytest.mark.parametrize(
     ("operation", "call", "permission"),
     [
-        ("list_objects_v2", lambda b: b.sizes("p/2024-03-01/"), "s3:ListBucket"),
-        ("put_object", lambda b: b.upload("p/a.json", iter([b"x"]), {}), "s3:PutObject"),
-        ("head_object", lambda b: b.sha256("p/a.json"), "s3:GetObject"),
+        ("list_objects_v2", lambda b: b.listing("p/2024-03-01/"), "s3:ListBucket"),
+        ("put_object", lambda b: b.upload("p/a.json", iter([b"x"]), crc32_of(b"x"), {}), "s3:PutObject"),
         ("get_object", lambda b: b.read_json("p/a.json"), "s3:GetObject"),
         ("delete_objects", lambda b: b.delete(["p/a.json"]), "s3:DeleteObject"),
     ],
@@ -188,7 +207,7 @@ def test_a_key_that_cannot_be_deleted_is_named() -> None:
 def test_other_client_errors_are_fatal_and_name_the_object() -> None:
     client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     with Stubber(client) as stubber:
-        stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+        stubber.add_client_error("get_object", service_error_code="SlowDown", http_status_code=503)
         with pytest.raises(FatalError) as raised:
-            Bucket(client, "b").sha256("p/a.json")
+            Bucket(client, "b").read_json("p/a.json")
     assert "SlowDown" in str(raised.value) and "s3://b/p/a.json" in str(raised.value)
