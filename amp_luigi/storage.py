@@ -120,7 +120,7 @@ class Bucket:
         parts = self._parts(chunks)
         head = list(itertools.islice(parts, 2))
         if len(head) < 2:
-            body = head[0] if head else b""
+            body = head[0] if head else bytearray()
             _same_crc32(key, checksum.crc32(body, 0), crc32)
             answer = self._call(
                 "upload",
@@ -178,19 +178,17 @@ class Bucket:
             self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
             raise
 
-    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        # One join per part: each byte is copied once, as appending to a buffer would, and the part
-        # is bytes, which every botocore body path (and moto's in-process mock) takes as it is.
-        pending: list[bytes] = []
-        size = 0
+    def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytearray]:
+        # Each part is handed to botocore as the buffer itself (it takes a bytearray as it takes
+        # bytes), and the next part starts a new one: one copy of each byte, one part per thread.
+        buffer = bytearray()
         for chunk in chunks:
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= self.part_size:
-                yield b"".join(pending)
-                pending, size = [], 0
-        if pending:
-            yield b"".join(pending)
+            buffer += chunk
+            if len(buffer) >= self.part_size:
+                yield buffer
+                buffer = bytearray()
+        if buffer:
+            yield buffer
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -277,7 +275,7 @@ def _same_crc32(key: str, found: int, expected: str) -> None:
         )
 
 
-def _drain(parts: list[bytes]) -> Iterator[bytes]:
+def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
     """The parts, each dropped from the list as it is handed out, so it is freed once uploaded."""
     while parts:
         yield parts.pop(0)

@@ -70,8 +70,16 @@ def mock_s3_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
+        # The mock hands a body to werkzeug's test client, which takes bytes but not the bytearray
+        # parts Bucket.upload sends (a real server, moto's included, takes either).
+        client.meta.events.register_first("before-send.s3", _body_as_bytes)
         client.create_bucket(Bucket=MOCK_BUCKET)
         yield client
+
+
+def _body_as_bytes(request: Any, **_: Any) -> None:
+    if isinstance(request.body, bytearray):
+        request.body = bytes(request.body)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ markers, no abandoned multipart upload, and no staging files left behind.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import threading
@@ -262,4 +263,29 @@ def test_a_same_size_object_written_after_the_upload_fails_verification(
     assert verify.returncode != 0
     assert f"{key} is not the object uploaded (ETag" in verify.stdout + verify.stderr
 
+    rerun_to_completion(workspace, emulator)
+
+
+@pytest.mark.parametrize("keep_gzip", [False, True], ids=["json", "json.gz"])
+def test_a_staged_member_changed_after_extraction_is_never_uploaded(
+    workspace: Workspace, emulator: Emulator, keep_gzip: bool
+) -> None:
+    workspace.configure("storage", keep_gzip=keep_gzip)
+    extract = workspace.luigi("ExtractDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert extract.returncode == 0, extract.stderr
+    members = workspace.data_dir / DAY.isoformat() / "members"
+    victim = sorted(members.iterdir())[3]
+    # A valid gzip of other valid events: only the CRC32 extraction recorded can tell.
+    victim.write_bytes(gzip.compress(b'{"$insert_id": "not-from-amplitude"}\n'))
+
+    upload = workspace.luigi("UploadDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert upload.returncode != 0
+    name = victim.name if keep_gzip else victim.name.removesuffix(".gz")
+    assert f"the bytes for {DATA}{name} have CRC32" in upload.stdout + upload.stderr
+    assert f"{DATA}{name}" not in workspace.keys(DATA)
+    assert UPLOADED not in workspace.keys(PREFIX)
+    assert not (members.parent / "manifest.json").exists(), "the next run extracts again"
+
+    # assert_day_exact reads .json objects; the rerun's UploadDay deletes the .json.gz ones as strays.
+    workspace.configure("storage", keep_gzip="false")
     rerun_to_completion(workspace, emulator)
