@@ -147,25 +147,34 @@ class LineChecker:
         self.max_line = limits.max_line_bytes
         self.lines = 0
         self.events = 0
-        self._carry = b""
+        self._carry = bytearray()  # grows in place: a long line is not copied again per chunk
         self._parser = fast_json.Parser() if fast_json is not None else None
 
     def feed(self, data: bytes) -> None:
-        if self._carry:
-            data = self._carry + data
+        start = 0
+        if self._carry:  # the line begun in an earlier chunk: only its bytes are joined, once
+            end = data.find(b"\n")
+            self._carry += data if end < 0 else data[:end]
+            if end < 0:
+                if len(self._carry) > self.max_line:
+                    self._fail(self.lines + 1, f"longer than {self.max_line} bytes")
+                return
+            self._check(memoryview(self._carry))
+            self._carry = bytearray()
+            start = end + 1
         # Lines are checked as memoryview slices of the chunk: no copy of the bytes per line.
-        view, start, check = memoryview(data), 0, self._check
+        view, check = memoryview(data), self._check
         while (end := data.find(b"\n", start)) >= 0:
             check(view[start:end])
             start = end + 1
-        self._carry = data[start:]
+        self._carry = bytearray(view[start:])
         if len(self._carry) > self.max_line:
             self._fail(self.lines + 1, f"longer than {self.max_line} bytes")
 
     def finish(self) -> None:
         if self._carry:
             self._check(memoryview(self._carry))
-            self._carry = b""
+            self._carry = bytearray()
 
     def _check(self, line: memoryview) -> None:
         self.lines += 1
