@@ -6,6 +6,9 @@ from `--module amp_luigi` too. Importing the package fills in the Luigi settings
 (exit codes, the export concurrency cap, range limits) where no luigi.cfg sets them.
 """
 
+import atexit
+import gc
+
 import luigi.configuration
 import luigi.tools.range
 
@@ -14,5 +17,11 @@ from amp_luigi.ranges import ExportRange
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
 
 luigi_defaults.apply(luigi.configuration.get_config())
+
+# What is imported by now (luigi, boto3, botocore, requests: ~90k objects) lives until exit. Frozen,
+# the cyclic GC stops rescanning it on every collection (~80 ms of a small day's run) and, frozen
+# again at exit, stops walking it before the process ends (~0.2 s); a forked worker shares it as is.
+gc.freeze()
+atexit.register(gc.freeze)
 
 __all__ = ["ExportDay", "ExportRange", "ExtractDay", "UploadDay", "VerifyDay"]
