@@ -163,10 +163,15 @@ class storage(luigi.Config):
             raise ConfigError("Set both ACCESS_KEY and SECRET_ACCESS_KEY, or neither (to use the AWS chain).")
         return key, secret
 
+    def client(self) -> Any:
+        """The process's boto3 S3 client (AWS_ENDPOINT_URL_S3 is read by botocore itself)."""
+        return _s3_client(*self._aws_keys(), self.max_attempts, self.upload_threads, _endpoint_env())
+
     def open_bucket(self) -> Bucket:
-        """The target bucket through a boto3 client (AWS_ENDPOINT_URL_S3 is read by botocore itself)."""
-        client = _s3_client(*self._aws_keys(), self.max_attempts, self.upload_threads, _endpoint_env())
-        return Bucket(client, self.bucket_name(), part_size=self.part_size(), threads=self.upload_threads)
+        """The target bucket, through client()."""
+        return Bucket(
+            self.client(), self.bucket_name(), part_size=self.part_size(), threads=self.upload_threads
+        )
 
     def target_client(self) -> S3Client:
         """A luigi S3Client over the same session, for the S3Target markers; one per process."""

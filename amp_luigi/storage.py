@@ -219,6 +219,11 @@ class Bucket:
             )
         return [upload["Key"] for upload in uploads]
 
+    def write_json(self, key: str, data: dict[str, Any]) -> None:
+        """One PUT, atomic in S3 (S3Target.open("w") stages a temporary file and an s3transfer upload)."""
+        body = json.dumps(data, indent=1).encode()
+        self._call("upload", key, self.client.put_object, Key=key, Body=body, ContentType="application/json")
+
     def read_json(self, key: str) -> dict[str, Any]:
         found = self.read_json_if_exists(key)
         if found is None:
@@ -281,8 +286,27 @@ def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
         yield parts.pop(0)
 
 
+class _LazyS3Client(S3Client):
+    """luigi's S3Client over our session, its boto3 resource (a second client) built only if used.
+
+    The pipeline reads and writes its markers through Bucket; S3Target only names them.
+    """
+
+    def __init__(self, session: Any, config: Any) -> None:
+        super().__init__()
+        self._session, self._config = session, config
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = self._session.resource("s3", config=self._config)
+        return self._s3
+
+    @s3.setter
+    def s3(self, value: Any) -> None:
+        self._s3 = value
+
+
 def luigi_client(session: Any, config: Any) -> S3Client:
     """A luigi S3Client over our own boto3 session, for the S3Target markers."""
-    client = S3Client()
-    client.s3 = session.resource("s3", config=config)
-    return client
+    return _LazyS3Client(session, config)

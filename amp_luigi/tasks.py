@@ -237,8 +237,7 @@ class UploadDay(DayTask):
                 "%s: deleting %d object(s) no longer in the export: %s", self.date, len(strays), strays
             )
             bucket.delete(strays)
-        with self.output().open("w") as out:
-            json.dump(day_record(self.date, objects, format=_format(layout)), out, indent=1)
+        bucket.write_json(layout.uploaded_key, day_record(self.date, objects, format=_format(layout)))
         progress(f"uploaded {len(objects)} object(s), {manifest.events} events", 100, final=True)
 
 
@@ -271,12 +270,11 @@ class VerifyDay(DayTask):
     def run(self) -> None:
         layout = self.layout()
         progress = Progress(self)
-        with self.input().open("r") as marker:
-            objects = [ExpectedObject.from_json(obj) for obj in json.load(marker)["objects"]]
         bucket = storage().open_bucket()
+        objects = [ExpectedObject.from_json(obj) for obj in bucket.read_json(layout.uploaded_key)["objects"]]
         problems = differences(bucket, layout.data_prefix, objects)
         if problems:
-            self.input().remove()
+            bucket.delete([layout.uploaded_key])
             raise VerificationError(
                 f"{self.date}: S3 does not hold what was uploaded under s3://{bucket.name}/{layout.data_prefix}: "
                 + "; ".join(problems)
@@ -288,8 +286,7 @@ class VerifyDay(DayTask):
             format=_format(layout),
             verified_at=dt.datetime.now(dt.timezone.utc).isoformat(),
         )
-        with self.output().open("w") as out:
-            json.dump(record, out, indent=1)
+        bucket.write_json(layout.verified_key, record)
         if not staging().keep:
             shutil.rmtree(layout.day_dir, ignore_errors=True)
         progress(f"verified {len(objects)} object(s), {record['events']} events", 100, final=True)
@@ -313,7 +310,7 @@ def _marker_exists(target: S3Target) -> bool:
     that name (two GETs and a LIST): four requests per check, twice per task and day in a backfill."""
     bucket, _, key = target.path.removeprefix("s3://").partition("/")
     try:
-        storage().target_client().s3.meta.client.head_object(Bucket=bucket, Key=key)
+        storage().client().head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as error:
         if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
             _check_bucket(bucket)  # a HEAD's 404 has no body: it cannot tell a missing bucket from a key
@@ -325,7 +322,7 @@ def _marker_exists(target: S3Target) -> bool:
 @functools.lru_cache(maxsize=8)
 def _check_bucket(bucket: str) -> None:
     """Raises NoSuchBucket (a listing's error has a body) if the bucket is missing; once per process."""
-    storage().target_client().s3.meta.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+    storage().client().list_objects_v2(Bucket=bucket, MaxKeys=1)
 
 
 def _format(layout: DayLayout) -> str:

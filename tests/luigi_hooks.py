@@ -74,7 +74,7 @@ class S3Faults:
         return None
 
     def install(self, session: Any) -> None:
-        session.events.register("before-send.s3", self)
+        session.events.register("before-send.s3", self, unique_id=f"s3-faults-{id(self)}")
 
 
 def s3_faults(faults: S3Faults) -> Callable[..., Any]:
