@@ -223,25 +223,18 @@ class Bench:
         self.work = work
         self.cache = cache
         self.moto = MotoServer(work)
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id=AWS_KEY,
-            aws_secret_access_key=AWS_SECRET,
-        )
+        moto = {
+            "endpoint_url": self.moto.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": AWS_KEY,
+            "aws_secret_access_key": AWS_SECRET,
+        }
+        self.s3 = boto3.client("s3", **moto)
         # For the S3 floor: no checksum and no SHA-256 of the body, the least a client can do.
-        self.bare_s3 = boto3.client(
-            "s3",
-            endpoint_url=self.moto.url,
-            region_name="us-east-1",
-            aws_access_key_id=AWS_KEY,
-            aws_secret_access_key=AWS_SECRET,
-            config=botocore.config.Config(
-                s3={"payload_signing_enabled": False},
-                request_checksum_calculation="when_required",
-            ),
+        bare = botocore.config.Config(
+            s3={"payload_signing_enabled": False}, request_checksum_calculation="when_required"
         )
+        self.bare_s3 = boto3.client("s3", config=bare, **moto)
         self.bucket = "amp-bench"
         self.s3.create_bucket(Bucket=self.bucket)
         self._emulator_cls = Emulator
