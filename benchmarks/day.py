@@ -5,8 +5,9 @@
 
 Everything runs on this machine: the project's Amplitude emulator (in this process), a moto S3 server
 (`moto_server`, its own process) and each pipeline as a child process, so the child's wall time, peak
-RSS (`wait4`), peak staging disk (polled) and requests (the emulator's record, moto's request log)
-are its own. The naive pipeline is what the original cron script did: hold the whole response in
+RSS (VmHWM), peak staging disk (polled) and requests (the emulator's record, moto's request log)
+are its own. amp-luigi runs from a venv installed as a user installs it (`pip install .`, kept in
+the cache dir), not from the development venv with its test tools. The naive pipeline is what the original cron script did: hold the whole response in
 memory, unzip every member to disk, gunzip each to a `.json` file, upload one file at a time with
 `upload_file`, count the files. Both pipelines run alternately, for `.json` and `.json.gz` output,
 and their objects in S3 are downloaded and compared by SHA-256 and event count before anything is
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+DEV_BIN = Path(sys.executable).parent
 DAY = dt.date(2024, 3, 1)
 API_KEY, SECRET_KEY = "bench-api-key", "bench-secret-key"
 AWS_KEY, AWS_SECRET = "AKIABENCHMARK", "bench-aws-secret"
@@ -81,6 +82,22 @@ def naive(url: str, date: str, work: Path, bucket: str, prefix: str, keep_gzip: 
     shutil.rmtree(work)
 
 
+def product_bin(cache: Path) -> Path:
+    """The bin directory of a venv holding amp-luigi as `pip install` makes it, without the test tools.
+
+    The development venv also holds moto, pytest and their dependencies, and Luigi imports one of
+    them (jsonschema, ~80 ms) when it is there; a deployment does not have it. The venv is kept in
+    the cache, rebuilt when setup.py changes; PYTHONPATH puts this tree's code before its copy.
+    """
+    venv = cache / f"venv-{hashlib.sha256((REPO / 'setup.py').read_bytes()).hexdigest()[:12]}"
+    if not (venv / "bin" / "luigi").exists():
+        print(f"installing amp-luigi into {venv} (once) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, str(REPO)], check=True)
+    return venv / "bin"
+
+
 # Measuring a child process.
 
 
@@ -116,7 +133,7 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                [str(DEV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -214,7 +231,7 @@ def spec_for(mib: float, seed: int = 0) -> dict[str, int]:
 
 
 class Bench:
-    def __init__(self, work: Path, cache: Path) -> None:
+    def __init__(self, work: Path, cache: Path, bin_dir: Path) -> None:
         import boto3
         import botocore.config
 
@@ -222,6 +239,7 @@ class Bench:
 
         self.work = work
         self.cache = cache
+        self.bin = bin_dir  # where the `luigi` command amp-luigi runs with is
         self.moto = MotoServer(work)
         moto = {
             "endpoint_url": self.moto.url,
@@ -294,7 +312,7 @@ class Bench:
         staging = self.work / f"staging-{self.runs}"
         cwd, config = self.config(keep_gzip)
         # --no-lock: Luigi's process lock is per command line, and tests elsewhere may run the same one.
-        command = [*self.profile(label), str(BIN / "luigi"), "--module", "amp_luigi", "--no-lock"]
+        command = [*self.profile(label), str(self.bin / "luigi"), "--module", "amp_luigi", "--no-lock"]
         command += args or ["VerifyDay", "--date", DAY.isoformat(), "--local-scheduler"]
         staging.mkdir()
         run = measure(label, command, self.env(emulator, prefix, staging, config), cwd, staging, self)
@@ -511,7 +529,7 @@ def nothing_to_do(bench: Bench, emulator, days: int) -> list[str]:
     for task in ("ExportRange", "RangeDaily --of VerifyDay"):
         staging = bench.work / "staging-range"
         staging.mkdir(exist_ok=True)
-        command = [str(BIN / "luigi"), "--module", "amp_luigi", "--no-lock", *task.split()]
+        command = [str(bench.bin / "luigi"), "--module", "amp_luigi", "--no-lock", *task.split()]
         command += ["--start", first.isoformat(), "--stop", DAY.isoformat(), "--local-scheduler"]
         run = measure(task, command, bench.env(emulator, prefix, staging, config), cwd, staging, bench)
         if "already done" not in run.stderr and "complete" not in run.stderr:
@@ -580,6 +598,11 @@ def main() -> None:
     )
     parser.add_argument("--gz", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="write a cProfile of every amp-luigi run into this directory")
+    parser.add_argument(
+        "--dev-venv",
+        action="store_true",
+        help="run amp-luigi from this development venv, not a venv installed as users install it",
+    )
     args = parser.parse_args()
     if args.naive:
         url, date, work, bucket, prefix = args.naive
@@ -589,7 +612,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         work = Path(args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="amp-bench-")))
         work.mkdir(parents=True, exist_ok=True)
-        bench = Bench(work, Path(args.cache_dir))
+        cache = Path(args.cache_dir)
+        bench = Bench(work, cache, DEV_BIN if args.dev_venv else product_bin(cache))
         stack.callback(bench.stop)
         if args.profile:
             bench.profile_dir = Path(args.profile)

@@ -17,7 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 def test_the_benchmark_runs_both_pipelines_and_they_land_the_same_events(tmp_path: Path) -> None:
     dirs = ["--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
     run = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "day.py"), "--mib", "3", "--runs", "1", "--quick", *dirs],
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "day.py"),
+            "--mib",
+            "3",
+            "--runs",
+            "1",
+            "--quick",
+            "--dev-venv",
+            *dirs,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
