@@ -6,13 +6,14 @@
 Everything runs on this machine: the project's Amplitude emulator (in this process), a moto S3 server
 (`moto_server`, its own process) and each pipeline as a child process, so the child's wall time, peak
 RSS (VmHWM), peak staging disk (polled) and requests (the emulator's record, moto's request log)
-are its own. amp-luigi runs from a venv installed as a user installs it (`pip install .`, kept in
-the cache dir), not from the development venv with its test tools. The naive pipeline is what the original cron script did: hold the whole response in
-memory, unzip every member to disk, gunzip each to a `.json` file, upload one file at a time with
-`upload_file`, count the files. Both pipelines run alternately, for `.json` and `.json.gz` output,
-and their objects in S3 are downloaded and compared by SHA-256 and event count before anything is
-printed. Then: peak RSS of a small and a large day (flatness), ExportRange and RangeDaily over 365
-verified days ("nothing to do"), and the per-day overhead of a backfill of tiny days.
+are its own. Both pipelines run from a venv installed as a user installs amp-luigi (`pip install .`,
+kept in the cache dir), not from the development venv and its test tools. The naive pipeline is
+what the original cron script did: hold the whole response in memory, unzip every member to disk,
+gunzip each to a `.json` file, upload one file at a time with `upload_file`, count the files. Both
+pipelines run alternately, for `.json` and `.json.gz` output, and their objects in S3 are
+downloaded and compared by SHA-256 and event count before anything is printed. Then: peak RSS of a
+small and a large day (flatness), ExportRange and RangeDaily over 365 verified days ("nothing to
+do"), and the per-day overhead of a backfill of tiny days.
 """
 
 from __future__ import annotations
@@ -331,7 +332,13 @@ class Bench:
         staging = self.work / f"staging-{self.runs}"
         staging.mkdir()
         cwd, config = self.config(keep_gzip)
-        command = [sys.executable, str(Path(__file__).resolve()), "--naive", emulator.url, DAY.isoformat()]
+        command = [
+            str(self.bin / "python"),
+            str(Path(__file__).resolve()),
+            "--naive",
+            emulator.url,
+            DAY.isoformat(),
+        ]
         command += [str(staging / "day"), self.bucket, prefix] + (["--gz"] if keep_gzip else [])
         run = measure(label, command, self.env(emulator, prefix, staging, config), cwd, staging, self)
         shutil.rmtree(staging, ignore_errors=True)
