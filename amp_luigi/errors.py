@@ -48,3 +48,7 @@ class StorageError(FatalError):
 
 class VerificationError(FatalError):
     """What S3 holds for a day differs from the manifest; the message lists every difference."""
+
+
+class StaleStateError(FatalError):
+    """A manifest or marker an earlier run wrote is in a form this version does not read."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from amp_luigi.archive import MemberRecord
+from amp_luigi.errors import StaleStateError
 from amp_luigi.layout import DayLayout
 
 
@@ -69,15 +70,28 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        return cls(
-            date=dt.date.fromisoformat(data["date"]),
-            members=[MemberRecord.from_json(member) for member in data["members"]],
-            ranges=data.get("ranges", []),
-        )
+        try:
+            return cls(
+                date=dt.date.fromisoformat(data["date"]),
+                members=[MemberRecord.from_json(member) for member in data["members"]],
+                ranges=data.get("ranges", []),
+            )
+        except (KeyError, TypeError) as error:
+            raise StaleStateError(
+                f"the manifest is not in the form this amp-luigi writes ({error!r})"
+            ) from error
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def recorded_objects(record: dict[str, Any]) -> list[ExpectedObject]:
+    """The objects of an S3 marker (day_record's output)."""
+    try:
+        return [ExpectedObject.from_json(obj) for obj in record["objects"]]
+    except (KeyError, TypeError) as error:
+        raise StaleStateError(f"the marker is not in the form this amp-luigi writes ({error!r})") from error
 
 
 def day_record(date: dt.date, objects: list[ExpectedObject], **extra: Any) -> dict[str, Any]:

@@ -25,10 +25,17 @@ from luigi.contrib.s3 import S3Target
 
 from amp_luigi.amplitude import export_hours
 from amp_luigi.archive import extract_archives, inflate, read_chunks
-from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, StorageError, VerificationError
+from amp_luigi.errors import (
+    ArchiveError,
+    FatalError,
+    NotYetAvailableError,
+    StaleStateError,
+    StorageError,
+    VerificationError,
+)
 from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
-from amp_luigi.manifest import ExpectedObject, Manifest, day_record
+from amp_luigi.manifest import ExpectedObject, Manifest, day_record, recorded_objects
 from amp_luigi.progress import Progress, mib
 from amp_luigi.settings import amplitude, staging, storage
 from amp_luigi.storage import Bucket, explain
@@ -201,8 +208,6 @@ class UploadDay(DayTask):
 
     def run(self) -> None:
         layout = self.layout()
-        manifest = Manifest.load(layout.manifest_path)
-        objects = manifest.objects(layout)
         bucket = storage().open_bucket()
         limits = staging().limits()
         progress = Progress(self)
@@ -218,14 +223,19 @@ class UploadDay(DayTask):
                 etag = bucket.upload(obj.key, chunks, obj.crc32, {"events": str(obj.events)})
             with lock:
                 uploaded += 1
-                progress(f"uploaded {uploaded} of {len(objects)} object(s)", 100.0 * uploaded / len(objects))
+                progress(
+                    f"uploaded {uploaded} of {len(expected)} object(s)", 100.0 * uploaded / len(expected)
+                )
             return dataclasses.replace(obj, etag=etag)
 
         _abort_abandoned_uploads(bucket, layout.data_prefix, self.date)
         try:
-            objects = bucket.map(upload, objects)
-        except ArchiveError as error:
-            # A staged member that no longer inflates or matches its checksum: extract it again.
+            manifest = Manifest.load(layout.manifest_path)
+            expected = manifest.objects(layout)
+            objects = bucket.map(upload, expected)
+        except (ArchiveError, StaleStateError) as error:
+            # A staged member that no longer inflates or matches its checksum, or a manifest an
+            # older version wrote: extract again.
             layout.manifest_path.unlink(missing_ok=True)
             shutil.rmtree(layout.members_dir, ignore_errors=True)
             raise ArchiveError(
@@ -271,7 +281,14 @@ class VerifyDay(DayTask):
         layout = self.layout()
         progress = Progress(self)
         bucket = storage().open_bucket()
-        objects = [ExpectedObject.from_json(obj) for obj in bucket.read_json(layout.uploaded_key)["objects"]]
+        try:
+            objects = recorded_objects(bucket.read_json(layout.uploaded_key))
+        except StaleStateError as error:
+            bucket.delete([layout.uploaded_key])
+            raise StaleStateError(
+                f"{self.date}: s3://{bucket.name}/{layout.uploaded_key}: {error}. It was removed: run again "
+                "to upload the day anew."
+            ) from error
         problems = differences(bucket, layout.data_prefix, objects)
         if problems:
             bucket.delete([layout.uploaded_key])

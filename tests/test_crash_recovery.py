@@ -289,3 +289,37 @@ def test_a_staged_member_changed_after_extraction_is_never_uploaded(
     # assert_day_exact reads .json objects; the rerun's UploadDay deletes the .json.gz ones as strays.
     workspace.configure("storage", keep_gzip="false")
     rerun_to_completion(workspace, emulator)
+
+
+def _as_sha256_era(record: dict[str, Any], items: str) -> dict[str, Any]:
+    """`record` as the first version wrote it: SHA-256s where CRC32s (and ETags) are now."""
+    for item in record[items]:
+        for crc32 in [key for key in item if key.endswith("crc32")]:
+            item[crc32.replace("crc32", "sha256")] = "0" * 64
+            del item[crc32]
+        item.pop("etag", None)
+    return record
+
+
+@pytest.mark.parametrize("stage", ["UploadDay", "VerifyDay"])
+def test_a_manifest_or_marker_from_an_older_version_is_discarded_and_the_rerun_repairs_it(
+    workspace: Workspace, emulator: Emulator, stage: str
+) -> None:
+    before = {"UploadDay": "ExtractDay", "VerifyDay": "UploadDay"}[stage]
+    done = workspace.luigi(before, "--date", DAY.isoformat(), "--local-scheduler")
+    assert done.returncode == 0, done.stderr
+    if stage == "UploadDay":
+        manifest = workspace.data_dir / DAY.isoformat() / "manifest.json"
+        manifest.write_text(json.dumps(_as_sha256_era(json.loads(manifest.read_text()), "members")))
+    else:
+        old = _as_sha256_era(json.loads(workspace.read(UPLOADED)), "objects")
+        workspace.s3.put_object(Bucket=workspace.bucket, Key=UPLOADED, Body=json.dumps(old).encode())  # type: ignore[attr-defined]
+
+    run = workspace.luigi(stage, "--date", DAY.isoformat(), "--local-scheduler")
+    assert run.returncode != 0
+    assert "is not in the form this amp-luigi writes" in run.stdout + run.stderr
+    if stage == "UploadDay":
+        assert not manifest.exists(), "the next run extracts again"
+    else:
+        assert UPLOADED not in workspace.keys(PREFIX), "the next run uploads again"
+    rerun_to_completion(workspace, emulator)
