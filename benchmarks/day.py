@@ -4,16 +4,18 @@
     .venv/bin/python benchmarks/day.py --mib 5 --runs 1 --quick   # a smoke run (seconds)
 
 Everything runs on this machine: the project's Amplitude emulator (in this process), a moto S3 server
-(`moto_server`, its own process) and each pipeline as a child process, so the child's wall time, peak
-RSS (VmHWM), peak staging disk (polled) and requests (the emulator's record, moto's request log)
-are its own. Both pipelines run from a venv installed as a user installs amp-luigi (`pip install .`,
-kept in the cache dir), not from the development venv and its test tools. The naive pipeline is
-what the original cron script did: hold the whole response in memory, unzip every member to disk,
-gunzip each to a `.json` file, upload one file at a time with `upload_file`, count the files. Both
-pipelines run alternately, for `.json` and `.json.gz` output, and their objects in S3 are
-downloaded and compared by SHA-256 and event count before anything is printed. Then: peak RSS of a
-small and a large day (flatness), ExportRange and RangeDaily over 365 verified days ("nothing to
-do"), and the per-day overhead of a backfill of tiny days.
+(`moto_server`, its own process) and each pipeline as a child process, so the child's wall time,
+peak memory, peak staging disk (polled) and requests (the emulator's record, moto's request log)
+are its own. Peak memory is the larger of the main process's peak RSS (VmHWM) and the PSS summed
+over the run's processes (sampled every 50 ms: amp-luigi's forked workers share their parent's
+pages, which a sum of RSS would count again). Both pipelines run from a venv installed as a user
+installs amp-luigi (`pip install .`, kept in the cache dir), not from the development venv and its
+test tools. The naive pipeline is what the original cron script did: hold the whole response in
+memory, unzip every member to disk, gunzip each to a `.json` file, upload one file at a time with
+`upload_file`, count the files. Both pipelines run alternately, for `.json` and `.json.gz` output,
+and their objects in S3 are downloaded and compared by SHA-256 and event count before anything is
+printed. Then: peak memory of a small and a large day (flatness), ExportRange and RangeDaily over
+365 verified days ("nothing to do"), and the per-day overhead of a backfill of tiny days.
 """
 
 from __future__ import annotations
@@ -156,15 +158,28 @@ class MotoServer:
         self.process.wait(10)
 
 
-def high_water_rss(pid: int) -> int:
-    """The peak RSS of `pid` and its children so far (VmHWM), in bytes; 0 once it is gone."""
+def memory(pid: int) -> int:
+    """The larger of `pid`'s peak RSS so far (VmHWM) and the PSS of it and its descendants now, in bytes.
+
+    A forked worker's RSS counts the pages it shares with its parent again; PSS splits each shared
+    page between the processes that map it, so the sum is what the run really holds. 0 once gone.
+    """
+    peak = 0
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return max(peak, _pss(pid))
+
+
+def _pss(pid: int) -> int:
     total = 0
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1]) * 1024
-        total += sum(high_water_rss(int(child)) for child in children)
+        total += sum(_pss(int(child)) for child in children)
     return total
 
 
@@ -177,7 +192,7 @@ def free_port() -> int:
 def measure(
     label: str, command: list[str], env: dict[str, str], cwd: Path, staging: Path, bench: Bench
 ) -> Run:
-    """Run `command` to the end, polling `staging`'s disk use; wall time, peak RSS, requests."""
+    """Run `command` to the end, polling `staging`'s disk use; wall time, peak memory, requests."""
     amp_before, s3_before, s3_cpu = len(bench.emulators_requests()), bench.moto.requests(), bench.moto.cpu()
     peak_disk = 0
     done = threading.Event()
@@ -189,7 +204,7 @@ def measure(
         nonlocal peak_disk, peak_rss
         while not done.wait(0.05):
             peak_disk = max(peak_disk, disk_usage(staging))
-            peak_rss = max(peak_rss, high_water_rss(child.pid))
+            peak_rss = max(peak_rss, memory(child.pid))
 
     poller = threading.Thread(target=poll, daemon=True)
     with tempfile.TemporaryFile() as err:
@@ -492,7 +507,7 @@ def s3_floor(bench: Bench, emulator, keep_gzip: bool) -> str:
 
 def table(rows: list[tuple[Run, Run | None]], zip_bytes: int) -> str:
     head = (
-        "| pipeline | wall s | x faster | CPU s | S3 server CPU s | peak RSS MiB | x less "
+        "| pipeline | wall s | x faster | CPU s | S3 server CPU s | peak memory MiB | x less "
         "| peak staging MiB | x zip | Amplitude requests | S3 requests |"
     )
     lines = [head, "| --- |" + " ---: |" * 10]
@@ -659,7 +674,7 @@ def main() -> None:
                 run, prefix = bench.run_amp(day_emulator, False, f"{mib:g} MiB")
                 bench.delete(prefix)
                 rss.append(f"{zip_size(day_emulator)[1] / MIB:.0f} MiB day: {run.max_rss / MIB:.0f} MiB")
-            out += ["", "Peak RSS of VerifyDay (.json output): " + ", ".join(rss), ""]
+            out += ["", "Peak memory of VerifyDay (.json output): " + ", ".join(rss), ""]
             out += ["| check | time | | |", "| --- | ---: | --- | --- |"]
             print("365 days with nothing to do ...", file=sys.stderr)
             out += nothing_to_do(bench, emulator, args.range_days)

@@ -179,14 +179,26 @@ def test_a_run_killed_at_a_point_recovers_exactly(
         workspace.configure("storage", part_size_mib=5)
     process = start_run(workspace, tmp_path, pause)
     point = pause.rsplit(":", 1)[0].replace(":", "_")
-    poll(lambda: (tmp_path / "signals" / point).exists(), f"the run reached {pause}", process)
+    signal_file = tmp_path / "signals" / point
+    poll(lambda: signal_file.exists() and signal_file.read_text(), f"the run reached {pause}", process)
+    paused = int(signal_file.read_text())  # the luigi process, or the worker checking members
     process.kill()
     assert process.wait() == -9
+    # A worker must not outlive its run: it would keep writing into the staging directory.
+    poll(lambda: not _alive(paused), f"process {paused} to end with the killed run")
     if pause.startswith("s3:upload_part"):
         uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])  # type: ignore[attr-defined]
         assert uploads, "the kill left a multipart upload open"
 
     rerun_to_completion(workspace, emulator)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its exit status waits to be collected
 
 
 def test_a_run_killed_while_downloading_recovers_exactly(
