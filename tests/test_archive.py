@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from amp_luigi import archive as archive_module
 from amp_luigi.archive import Limits, MemberRecord, extract_archives
 from amp_luigi.emulator.faults import write_gzip_bomb
 from amp_luigi.errors import ArchiveError
@@ -50,7 +51,11 @@ def everything_under(root: Path) -> set[str]:
     return {str(path.relative_to(root)) for path in root.rglob("*")}
 
 
-def test_members_are_extracted_with_counts_sizes_and_checksums(tmp_path: Path, dest: Path) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["worker processes", "in turn (not Linux)"])
+def test_members_are_extracted_with_counts_sizes_and_checksums(
+    tmp_path: Path, dest: Path, fork: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "FORK", fork)
     bodies = {member(0): ndjson(3), member(0, 1): ndjson(2, 3), member(13): ndjson(5, 5)}
     archive = write_zip(tmp_path / "a.zip", [(name, gzip.compress(data)) for name, data in bodies.items()])
 
