@@ -361,11 +361,13 @@ def _extract_all(
     it, so a killed run leaves none writing into the staging directory the rerun uses. On the first
     failure the members not yet started are cancelled.
     """
+    if not FORK:
+        with zipfile.ZipFile(path) as archive:
+            for name, info in members.items():
+                yield extract_member(archive, info, dest_dir / name, limits)
+        return
     job = functools.partial(_extract_in_worker, path, dest_dir, limits)
     names = [(info.filename, name) for name, info in members.items()]
-    if not FORK:
-        yield from map(job, names)
-        return
     pool = ProcessPoolExecutor(
         EXTRACT_WORKERS,
         mp_context=multiprocessing.get_context("fork"),
@@ -378,7 +380,7 @@ def _extract_all(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-_opened: dict[Path, zipfile.ZipFile] = {}  # a worker's own handle on each archive
+_opened: dict[Path, zipfile.ZipFile] = {}  # a worker's own handle on each archive, gone with the worker
 
 
 def _extract_in_worker(path: Path, dest_dir: Path, limits: Limits, member: tuple[str, str]) -> MemberRecord:
