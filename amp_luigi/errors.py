@@ -52,3 +52,7 @@ class VerificationError(FatalError):
 
 class StaleStateError(FatalError):
     """A manifest or marker an earlier run wrote is in a form this version does not read."""
+
+
+class IntegrityError(FatalError):
+    """The store's answer to an upload does not prove it holds the bytes sent; the message names the key."""

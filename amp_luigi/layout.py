@@ -10,6 +10,7 @@ S3, under `<prefix>/`:
     <YYYY-MM-DD>/<member>.json (or .json.gz with keep_gzip)   the data, one object per member
     _uploaded/<YYYY-MM-DD>.json                               UploadDay's output, written last
     _verified/<YYYY-MM-DD>.json                               VerifyDay's output: the verified manifest
+    _check/probe                                              the store probes of `upload_proof` and `check`
 
 The markers carry the date in the file name, not a directory, because Luigi's range tools infer
 completeness by listing a marker's parent directory.
@@ -26,6 +27,7 @@ from amp_luigi.hours import HourRange
 
 VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
+CHECK_DIR = "_check"
 
 
 def partial_path(dest: Path) -> Path:
@@ -39,6 +41,11 @@ def join_key(*parts: str) -> str:
 
 def marker_prefix(prefix: str, kind: str) -> str:
     return join_key(prefix, kind) + "/"
+
+
+def probe_key(prefix: str) -> str:
+    """A key for the short-lived objects that test what the store does; nothing else lives there."""
+    return marker_prefix(prefix, CHECK_DIR) + "probe"
 
 
 def marker_date(key: str) -> dt.date | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 from amp_luigi.archive import MemberRecord
 from amp_luigi.errors import StaleStateError
 from amp_luigi.layout import DayLayout
+from amp_luigi.storage import Bucket
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,21 +80,25 @@ class Manifest:
                 members=[MemberRecord.from_json(member) for member in data["members"]],
                 ranges=data.get("ranges", []),
             )
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise StaleStateError(
                 f"the manifest is not in the form this amp-luigi writes ({error!r})"
             ) from error
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError as error:  # a truncated or overwritten file: JSONDecodeError, bad UTF-8
+            raise StaleStateError(f"the manifest {path} is damaged: not JSON ({error})") from error
+        return cls.from_json(data)
 
 
 def recorded_objects(record: dict[str, Any]) -> list[ExpectedObject]:
     """The objects of an S3 marker (day_record's output)."""
     try:
         return [ExpectedObject.from_json(obj) for obj in record["objects"]]
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise StaleStateError(f"the marker is not in the form this amp-luigi writes ({error!r})") from error
 
 
@@ -104,3 +112,21 @@ def day_record(date: dt.date, objects: list[ExpectedObject], **extra: Any) -> di
         "bytes": sum(obj.bytes for obj in objects),
         **extra,
     }
+
+
+def read_marker(bucket: Bucket, key: str) -> dict[str, Any] | None:
+    """The S3 marker at `key`, or None when there is none.
+
+    A damaged marker (not JSON, not the form day_record writes) is removed with a warning naming it
+    and read as none, so the stage that writes it runs again instead of failing on it for ever.
+    """
+    try:
+        record = bucket.read_json_if_exists(key)
+        if record is not None:
+            recorded_objects(record)
+        return record
+    except StaleStateError as error:
+        problem = str(error) if key in str(error) else f"s3://{bucket.name}/{key}: {error}"
+        logger.warning("%s. It was removed: the next run writes it anew.", problem)
+        bucket.delete([key])
+        return None

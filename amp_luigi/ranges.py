@@ -31,6 +31,7 @@ import luigi
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
+from amp_luigi.manifest import read_marker
 from amp_luigi.progress import Progress
 from amp_luigi.settings import amplitude, storage
 from amp_luigi.tasks import DayTask, VerifyDay
@@ -60,7 +61,7 @@ class RefreshDay(DayTask):
 
     def verified_at(self) -> dt.datetime | None:
         """When the day's verified marker was written (naive UTC), or None without a marker."""
-        marker = storage().open_bucket().read_json_if_exists(self.layout().verified_key)
+        marker = read_marker(storage().open_bucket(), self.layout().verified_key)
         if marker is None:
             return None
         stamp = marker.get("verified_at")

@@ -24,7 +24,10 @@ from luigi.parameter import ParameterVisibility
 from amp_luigi.amplitude import ExportClient, RetryPolicy
 from amp_luigi.archive import Limits
 from amp_luigi.errors import ConfigError
-from amp_luigi.storage import Bucket, luigi_client
+from amp_luigi.layout import probe_key
+from amp_luigi.proof import CHOICES as PROOFS
+from amp_luigi.proof import Proof, resolve
+from amp_luigi.storage import Bucket, luigi_client, send_no_checksums
 
 _DOTENV = Path.cwd() / ".env"
 if _DOTENV.is_file():  # python-dotenv takes ~16 ms to import, and most deployments have no .env
@@ -135,6 +138,11 @@ class storage(luigi.Config):
     max_attempts = luigi.IntParameter(
         default=8, description="botocore attempts per S3 call (throttling, 5xx), adaptive backoff."
     )
+    upload_proof = luigi.Parameter(
+        default="auto",
+        description="How each upload is proven (AMP_S3_UPLOAD_PROOF): auto, checksum, etag or none; "
+        "see amp_luigi/proof.py.",
+    )
     access_key = luigi.Parameter(
         default="",
         visibility=_PRIVATE,
@@ -156,6 +164,10 @@ class storage(luigi.Config):
             raise ConfigError("[storage] part_size_mib must be at least 5: S3 refuses smaller parts.")
         return self.part_size_mib * 1024 * 1024
 
+    def proof(self) -> Proof:
+        setting = _setting(self.upload_proof, "storage", "upload_proof", "AMP_S3_UPLOAD_PROOF")
+        return resolve(setting, endpoint_url())
+
     def _aws_keys(self) -> tuple[str, str]:
         key = _setting(self.access_key, "storage", "access_key", "ACCESS_KEY")
         secret = _setting(self.secret_access_key, "storage", "secret_access_key", "SECRET_ACCESS_KEY")
@@ -165,17 +177,25 @@ class storage(luigi.Config):
 
     def client(self) -> Any:
         """The process's boto3 S3 client (AWS_ENDPOINT_URL_S3 is read by botocore itself)."""
-        return _s3_client(*self._aws_keys(), self.max_attempts, self.upload_threads, _endpoint_env())
+        return _s3_client(*self._client_key())
 
     def open_bucket(self) -> Bucket:
         """The target bucket, through client()."""
         return Bucket(
-            self.client(), self.bucket_name(), part_size=self.part_size(), threads=self.upload_threads
+            self.client(),
+            self.bucket_name(),
+            part_size=self.part_size(),
+            threads=self.upload_threads,
+            proof=self.proof(),
+            probe_key=probe_key(self.key_prefix()),
         )
 
     def target_client(self) -> S3Client:
         """A luigi S3Client over the same session, for the S3Target markers; one per process."""
-        return _luigi_client(*self._aws_keys(), self.max_attempts, self.upload_threads, _endpoint_env())
+        return _luigi_client(*self._client_key())
+
+    def _client_key(self) -> tuple[str, str, int, int, Proof, tuple[str, ...]]:
+        return (*self._aws_keys(), self.max_attempts, self.upload_threads, self.proof(), _endpoint_env())
 
 
 class staging(luigi.Config):
@@ -204,8 +224,13 @@ def _endpoint_env() -> tuple[str, ...]:
     return (*(os.environ.get(name, "") for name in names), str(os.getpid()))
 
 
+def endpoint_url() -> str:
+    """The S3 endpoint botocore will use from the environment ('' = AWS's own)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3", "") or os.environ.get("AWS_ENDPOINT_URL", "")
+
+
 def _aws(
-    key: str, secret: str, attempts: int, threads: int
+    key: str, secret: str, attempts: int, threads: int, proof: Proof
 ) -> tuple[boto3.session.Session, botocore.config.Config]:
     """A boto3 session (without ACCESS_KEY: the standard AWS chain) and the client configuration."""
     session = _session(key, secret, _endpoint_env())
@@ -218,6 +243,9 @@ def _aws(
         # of the body in the signature as well (botocore's default when it did not add the checksum
         # itself, and always over plain HTTP) would hash every byte again for nothing.
         s3={"payload_signing_enabled": False},
+        # Checksum headers only where the proof uses them: several S3-compatible stores refuse them.
+        request_checksum_calculation="when_supported" if proof.sends_checksums else "when_required",
+        response_checksum_validation="when_supported" if proof.sends_checksums else "when_required",
     )
     return session, config
 
@@ -236,14 +264,21 @@ def _session(key: str, secret: str, endpoint: tuple[str, ...]) -> boto3.session.
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(key: str, secret: str, attempts: int, threads: int, endpoint: tuple[str, ...]) -> Any:
+def _s3_client(
+    key: str, secret: str, attempts: int, threads: int, proof: Proof, endpoint: tuple[str, ...]
+) -> Any:
     # boto3 clients are thread-safe; one per process serves every task and upload thread.
-    session, config = _aws(key, secret, attempts, threads)
-    return session.client("s3", config=config)
+    session, config = _aws(key, secret, attempts, threads, proof)
+    client = session.client("s3", config=config)
+    if not proof.sends_checksums:
+        send_no_checksums(client)
+    return client
 
 
 @functools.lru_cache(maxsize=8)
-def _luigi_client(key: str, secret: str, attempts: int, threads: int, endpoint: tuple[str, ...]) -> S3Client:
+def _luigi_client(
+    key: str, secret: str, attempts: int, threads: int, proof: Proof, endpoint: tuple[str, ...]
+) -> S3Client:
     # Cached because Luigi calls output() for every completeness check; `endpoint` is in the key
     # so a changed AWS_ENDPOINT_URL_S3 gets its own client.
-    return luigi_client(*_aws(key, secret, attempts, threads))
+    return luigi_client(*_aws(key, secret, attempts, threads, proof))

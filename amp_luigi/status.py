@@ -20,6 +20,7 @@ from typing import TextIO
 
 from amp_luigi.hours import last_available_day
 from amp_luigi.layout import UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.manifest import read_marker
 from amp_luigi.storage import Bucket
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
@@ -63,15 +64,18 @@ def collect(
     staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
     days = _days(start, stop)
     wanted = [day for day in days if day in verified]
-    markers = dict(zip(wanted, bucket.map(lambda day: bucket.read_json(verified[day]), wanted), strict=True))
+    markers = dict(
+        zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
+    )
     result = []
     for day in days:
-        if day in markers:
-            record = markers[day]
+        record = markers.get(day)
+        if record is not None:
             objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
             result.append(DayStatus(day, DONE if objects else EMPTY, events, objects))
-        elif day in uploaded or day in staged:
+        elif day in markers or day in uploaded or day in staged:
             why = [
+                *(["a damaged _verified marker, now removed"] if day in markers else []),
                 *(["an _uploaded marker without a _verified one"] if day in uploaded else []),
                 *(["a staging directory left behind"] if day in staged else []),
             ]

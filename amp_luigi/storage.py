@@ -9,8 +9,12 @@ access denied) becomes a StorageError that names the bucket and the permission t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
@@ -19,7 +23,10 @@ import botocore.exceptions
 from luigi.contrib.s3 import S3Client
 
 from amp_luigi import checksum
-from amp_luigi.errors import ArchiveError, FatalError, StorageError
+from amp_luigi.errors import ArchiveError, FatalError, IntegrityError, StaleStateError, StorageError
+from amp_luigi.proof import Proof, Sent, advice, digest, mismatch, multipart_mismatch, request_fields
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,12 +56,21 @@ OPERATION_PERMISSIONS = {
     "ListMultipartUploads": "s3:ListBucketMultipartUploads",
     "AbortMultipartUpload": "s3:AbortMultipartUpload",
 }
+# What a store that checks checksums answers to a request whose x-amz-checksum-crc32 is wrong.
+CHECKSUM_REFUSED = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
+_PROBE_LOCK = threading.Lock()
+_CHECKING_STORES: set[tuple[str, str]] = set()  # (endpoint, bucket) proven to refuse a wrong CRC32
 DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
+
+
+def error_code(error: botocore.exceptions.ClientError) -> str:
+    """S3's error code ('NoSuchKey', 'AccessDenied'; a HEAD's bare status such as '404')."""
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def explain(error: botocore.exceptions.ClientError, bucket: str, action: str, key: str) -> FatalError:
     """An S3 error as a message that names the bucket and what to do."""
-    code = str(error.response.get("Error", {}).get("Code", ""))
+    code = error_code(error)
     where = f"s3://{bucket}/{key}"
     if code == "NoSuchBucket":
         return StorageError(
@@ -81,12 +97,22 @@ class Bucket:
     """One bucket, through a boto3 client; safe to share between threads (boto3 clients are)."""
 
     def __init__(
-        self, client: Any, name: str, *, part_size: int = 16 * 1024 * 1024, threads: int = 4
+        self,
+        client: Any,
+        name: str,
+        *,
+        part_size: int = 16 * 1024 * 1024,
+        threads: int = 4,
+        proof: Proof = Proof.CHECKSUM,
+        probe_key: str | None = None,
     ) -> None:
+        """`probe_key` is where the checksum proof's probe goes; without one the store is trusted to check."""
         self.client = client
         self.name = name
         self.part_size = part_size
         self.threads = threads
+        self.proof = proof
+        self.probe_key = probe_key
 
     def _call(self, action: str, key: str, operation: Callable[..., T], **kwargs: Any) -> T:
         try:
@@ -112,44 +138,37 @@ class Bucket:
     def upload(self, key: str, chunks: Iterable[bytes], crc32: str, metadata: dict[str, str]) -> str:
         """Stream `chunks` to `key` and return S3's ETag: one PUT when small, part_size parts when not.
 
-        `crc32` is the object's CRC32 as extraction computed it. Every request carries the CRC32 of
-        its own bytes, which S3 checks on arrival, and the object is committed (the PUT sent, the
+        `crc32` is the object's CRC32 as extraction computed it. Every request is proven by the
+        store's answer (see amp_luigi.proof), and the object is committed (the PUT sent, the
         multipart upload completed) only if all the bytes together have `crc32`: what lands in S3 is
-        what was checked, end to end. At most one part is held at a time, whatever the object's size.
+        what was checked, end to end. A single PUT whose answer proves other bytes has already
+        landed, so it is removed again. At most one part is held at a time, whatever the size.
         """
         parts = self._parts(chunks)
         head = list(itertools.islice(parts, 2))
         if len(head) < 2:
             body = head[0] if head else bytearray()
-            _same_crc32(key, checksum.crc32(body, 0), crc32)
-            answer = self._call(
-                "upload",
-                key,
-                self.client.put_object,
-                Key=key,
-                Body=body,
-                Metadata=metadata,
-                ChecksumAlgorithm="CRC32",  # with the value given, botocore computes nothing itself
-                ChecksumCRC32=crc32,
-            )
-            return str(answer["ETag"])
+            sent = digest(body, self.proof)
+            _same_crc32(key, sent.crc32, crc32)
+            return self._put(key, body, sent, Metadata=metadata)
+        self._check_store()
         upload = self._call(
             "upload",
             key,
             self.client.create_multipart_upload,
             Key=key,
             Metadata=metadata,
-            ChecksumAlgorithm="CRC32",
+            **({"ChecksumAlgorithm": "CRC32"} if self.proof.sends_checksums else {}),
         )
         upload_id = upload["UploadId"]
         try:
-            done = []
+            done, proven = [], []
             number = whole = 0
             # Not enumerate(): it would keep the previous part alive while the next one is built.
             for body in itertools.chain(_drain(head), parts):
                 number += 1  # noqa: SIM113 - see above
                 whole = checksum.crc32(body, whole)
-                part_crc32 = checksum.crc32_text(checksum.crc32(body, 0))
+                sent = digest(body, self.proof)
                 part = self._call(
                     "upload",
                     key,
@@ -158,12 +177,14 @@ class Bucket:
                     UploadId=upload_id,
                     PartNumber=number,
                     Body=body,
-                    ChecksumAlgorithm="CRC32",
-                    ChecksumCRC32=part_crc32,
+                    **request_fields(sent, self.proof),
                 )
                 del body  # before the next part is built
-                done.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part_crc32})
-            _same_crc32(key, whole, crc32)
+                self._proven(key, part, mismatch(part, sent, self.proof), f"part {number} of ")
+                checksums = {"ChecksumCRC32": sent.crc32} if self.proof.sends_checksums else {}
+                done.append({"PartNumber": number, "ETag": part["ETag"], **checksums})
+                proven.append(sent)
+            _same_crc32(key, checksum.crc32_text(whole), crc32)
             answer = self._call(
                 "upload",
                 key,
@@ -172,11 +193,96 @@ class Bucket:
                 UploadId=upload_id,
                 MultipartUpload={"Parts": done},
             )
-            return str(answer["ETag"])
         except BaseException:
             # An abandoned multipart upload is invisible but billed; never leave one behind.
-            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+            self._abort(key, upload_id)
             raise
+        self._proven(key, answer, multipart_mismatch(answer, proven, self.proof), "", discard=True)
+        return str(answer["ETag"])
+
+    def _put(self, key: str, body: bytes | bytearray, sent: Sent, **fields: Any) -> str:
+        """One proven PUT (a data object or a marker); returns the ETag."""
+        self._check_store()
+        answer = self._call(
+            "upload",
+            key,
+            self.client.put_object,
+            Key=key,
+            Body=body,
+            **fields,
+            **request_fields(sent, self.proof),  # with the values given, botocore computes nothing
+        )
+        self._proven(key, answer, mismatch(answer, sent, self.proof), "", discard=True)
+        return str(answer["ETag"])
+
+    def _proven(self, key: str, answer: Any, why: str | None, what: str, *, discard: bool = False) -> None:
+        """Raise IntegrityError naming `key` when `why` says the answer proves other bytes."""
+        if why is None:
+            return
+        if discard:
+            self._discard(key)
+        raise IntegrityError(
+            f"S3 did not receive the bytes sent for {what}s3://{self.name}/{key}: {why} "
+            f"(upload_proof = {self.proof.value}); they were changed on the way. "
+            + ("The object was removed. " if discard else "Nothing was committed. ")
+            + "Run again to upload it anew. "
+            + advice(self.proof)
+        )
+
+    def _check_store(self) -> None:
+        """Under the checksum proof, prove once per process that this store refuses a wrong CRC32.
+
+        An echoed checksum proves the bytes only where the store compares it (moto echoes a wrong
+        one); a probe object sent with a deliberately wrong CRC32 must be refused (AWS: BadDigest).
+        """
+        if self.proof is not Proof.CHECKSUM or self.probe_key is None:
+            return
+        store = (str(self.client.meta.endpoint_url), self.name)
+        with _PROBE_LOCK:
+            if store in _CHECKING_STORES:
+                return
+            body = b"amp-luigi: a store that keeps this object does not check checksums\n"
+            wrong = checksum.crc32_text(checksum.crc32(body, 0) ^ 1)
+            try:
+                self.client.put_object(
+                    Bucket=self.name,
+                    Key=self.probe_key,
+                    Body=body,
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=wrong,
+                )
+            except botocore.exceptions.ClientError as error:
+                if error_code(error) in CHECKSUM_REFUSED:
+                    _CHECKING_STORES.add(store)
+                    return
+                raise explain(error, self.name, "upload", self.probe_key) from error
+            self._discard(self.probe_key)
+        raise IntegrityError(
+            f"The S3 store at {store[0]} accepted an object sent with a wrong x-amz-checksum-crc32 "
+            f"(probe s3://{self.name}/{self.probe_key}, removed again): it does not check checksums, so "
+            "its answers prove nothing under [storage] upload_proof = checksum. Set upload_proof = etag "
+            "(AMP_S3_UPLOAD_PROOF), or auto, which uses etag on every endpoint but AWS's."
+        )
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Best effort: a refused abort (no s3:AbortMultipartUpload) must not hide why the upload failed."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            logger.warning(
+                "could not abort the multipart upload of s3://%s/%s (%s): its parts stay stored (and billed) "
+                "until a lifecycle rule for incomplete multipart uploads removes them",
+                self.name,
+                key,
+                error,
+            )
+
+    def _discard(self, key: str) -> None:
+        """Best effort removal of an object that must not stay; a failure is logged, never raised."""
+        try:
+            self.client.delete_object(Bucket=self.name, Key=key)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            logger.warning("could not remove s3://%s/%s (%s): remove it by hand", self.name, key, error)
 
     def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytearray]:
         # Each part is handed to botocore as the buffer itself (it takes a bytearray as it takes
@@ -220,9 +326,13 @@ class Bucket:
         return [upload["Key"] for upload in uploads]
 
     def write_json(self, key: str, data: dict[str, Any]) -> None:
-        """One PUT, atomic in S3 (S3Target.open("w") stages a temporary file and an s3transfer upload)."""
+        """One proven PUT, atomic in S3 (S3Target.open("w") stages a temporary file and an s3transfer upload).
+
+        The value is sent whole with its digest in a header, never as an aws-chunked stream with a
+        trailing checksum (boto3's default over HTTPS), which stores without aws-chunked keep verbatim.
+        """
         body = json.dumps(data, indent=1).encode()
-        self._call("upload", key, self.client.put_object, Key=key, Body=body, ContentType="application/json")
+        self._put(key, body, digest(body, self.proof), ContentType="application/json")
 
     def read_json(self, key: str) -> dict[str, Any]:
         found = self.read_json_if_exists(key)
@@ -234,13 +344,22 @@ class Bucket:
         try:
             body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
         except botocore.exceptions.ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise explain(error, self.name, "read", key) from error
         except botocore.exceptions.BotoCoreError as error:
             raise FatalError(f"S3 read of s3://{self.name}/{key} failed: {error}") from error
         with body:
-            return json.loads(body.read())
+            data = body.read()
+        try:
+            record = json.loads(data)
+        except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+            raise StaleStateError(
+                f"s3://{self.name}/{key} is damaged: not JSON ({error}; it begins {data[:24]!r})"
+            ) from error
+        if not isinstance(record, dict):
+            raise StaleStateError(f"s3://{self.name}/{key} is damaged: JSON, but not an object")
+        return record
 
     def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """Apply `function` to `items` with `threads` requests in flight, keeping the order.
@@ -272,10 +391,10 @@ class _Skipped(Exception):
     """An item not attempted because another one failed first."""
 
 
-def _same_crc32(key: str, found: int, expected: str) -> None:
-    if checksum.crc32_text(found) != expected:
+def _same_crc32(key: str, found: str, expected: str) -> None:
+    if found != expected:
         raise ArchiveError(
-            f"the bytes for {key} have CRC32 {checksum.crc32_text(found)}, not {expected} as when they were "
+            f"the bytes for {key} have CRC32 {found}, not {expected} as when they were "
             "extracted and checked: the staged member changed since"
         )
 
@@ -284,6 +403,29 @@ def _drain(parts: list[bytearray]) -> Iterator[bytearray]:
     """The parts, each dropped from the list as it is handed out, so it is freed once uploaded."""
     while parts:
         yield parts.pop(0)
+
+
+def send_no_checksums(client: Any) -> None:
+    """Make `client` send Content-MD5 instead of checksum headers where S3 requires an integrity header.
+
+    botocore >= 1.36 sends a CRC32 (no Content-MD5) even with `request_checksum_calculation =
+    when_required`, where an operation requires one (DeleteObjects); stores without checksum headers
+    refuse it (MissingContentMD5, or the header itself). Only for the etag and none proofs.
+    """
+    client.meta.events.register("before-sign.s3.DeleteObjects", _content_md5_instead_of_checksums)
+
+
+def _content_md5_instead_of_checksums(request: Any, **_: Any) -> None:
+    for name in [
+        name
+        for name in request.headers
+        if name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))
+    ]:
+        del request.headers[name]
+    body = request.body if isinstance(request.body, bytes | bytearray) else b""
+    request.headers["Content-MD5"] = base64.b64encode(
+        hashlib.md5(body, usedforsecurity=False).digest()
+    ).decode()
 
 
 class _LazyS3Client(S3Client):

@@ -18,6 +18,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import botocore.exceptions
 import luigi
@@ -30,12 +31,11 @@ from amp_luigi.errors import (
     FatalError,
     NotYetAvailableError,
     StaleStateError,
-    StorageError,
     VerificationError,
 )
 from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
-from amp_luigi.manifest import ExpectedObject, Manifest, day_record, recorded_objects
+from amp_luigi.manifest import ExpectedObject, Manifest, day_record, read_marker, recorded_objects
 from amp_luigi.progress import Progress, mib
 from amp_luigi.settings import amplitude, staging, storage
 from amp_luigi.storage import Bucket, explain
@@ -92,9 +92,7 @@ class DayTask(luigi.Task):
     def complete(self) -> bool:
         output = self.output()
         try:
-            if isinstance(output, S3Target):
-                return _marker_exists(output)
-            return super().complete()
+            return self.output_holds()
         except botocore.exceptions.ClientError as error:
             # Luigi checks completeness while scheduling, before any task runs: say what is wrong.
             bucket = storage().bucket_name()
@@ -105,6 +103,13 @@ class DayTask(luigi.Task):
                 f"S3 could not be asked whether {getattr(output, 'path', output)} exists ({error}): check "
                 "the AWS credentials (ACCESS_KEY / the AWS chain), the network and AWS_ENDPOINT_URL_S3."
             ) from error
+
+    def output_holds(self) -> bool:
+        """Whether this task's output exists (VerifyDay also reads it: others trust what it proves)."""
+        output = self.output()
+        if isinstance(output, S3Target):
+            return _marker_exists(output)
+        return bool(output.exists())
 
 
 class ExportDay(DayTask):
@@ -164,9 +169,6 @@ class ExtractDay(DayTask):
     def run(self) -> None:
         layout = self.layout()
         progress = Progress(self)
-        with self.input().open("r") as index_file:
-            ranges = json.load(index_file)["parts"]
-        archives = [layout.export_dir / part["archive"] for part in ranges if part["archive"]]
 
         def on_member(done: int, total: int, members: int) -> None:
             progress(
@@ -174,6 +176,8 @@ class ExtractDay(DayTask):
             )
 
         try:
+            ranges = _export_index(layout)
+            archives = [layout.export_dir / part["archive"] for part in ranges if part["archive"]]
             missing = [path.name for path in archives if not path.exists()]
             if missing:
                 raise ArchiveError(
@@ -266,6 +270,13 @@ class VerifyDay(DayTask):
     def output(self) -> S3Target:
         return self.s3_target(self.layout().verified_key)
 
+    def output_holds(self) -> bool:
+        """The verified marker is read, not only found: a damaged one is removed, the day verified again.
+
+        status, RefreshDay and users read it; one GET costs what a HEAD does.
+        """
+        return read_marker(storage().open_bucket(), self.layout().verified_key) is not None
+
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
         """The dates with a verified marker, from one listing instead of one request per day.
@@ -281,7 +292,7 @@ class VerifyDay(DayTask):
         layout = self.layout()
         progress = Progress(self)
         bucket = storage().open_bucket()
-        try:
+        try:  # a marker that is not JSON (a store kept aws-chunked framing) or not this version's form
             objects = recorded_objects(bucket.read_json(layout.uploaded_key))
         except StaleStateError as error:
             bucket.delete([layout.uploaded_key])
@@ -310,10 +321,14 @@ class VerifyDay(DayTask):
 
 
 def _abort_abandoned_uploads(bucket: Bucket, prefix: str, date: dt.date) -> None:
-    """Best effort: without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload, only warn."""
+    """Best effort: without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload, only warn.
+
+    It never replaces the error of the upload itself. Some stores list no uploads for a prefix (MinIO):
+    there a lifecycle rule for incomplete multipart uploads does this job.
+    """
     try:
         aborted = bucket.abort_uploads(prefix)
-    except StorageError as error:
+    except FatalError as error:  # not granted, or not implemented (s3rver answers 501 NotImplemented)
         logger.warning("%s: could not clean up multipart uploads left by a killed run: %s", date, error)
         return
     if aborted:
@@ -340,6 +355,17 @@ def _marker_exists(target: S3Target) -> bool:
 def _check_bucket(bucket: str) -> None:
     """Raises NoSuchBucket (a listing's error has a body) if the bucket is missing; once per process."""
     storage().client().list_objects_v2(Bucket=bucket, MaxKeys=1)
+
+
+def _export_index(layout: DayLayout) -> list[dict[str, Any]]:
+    """ExportDay's list of ranges; a damaged one is an ArchiveError, so the day is downloaded again."""
+    try:
+        ranges = json.loads(layout.export_index.read_bytes())["parts"]
+        if all(isinstance(part["archive"], str | None) for part in ranges):
+            return list(ranges)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ArchiveError(f"the export index {layout.export_index} is damaged ({error!r})") from error
+    raise ArchiveError(f"the export index {layout.export_index} is damaged (an archive name is not text)")
 
 
 def _format(layout: DayLayout) -> str:
