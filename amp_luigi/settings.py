@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -28,6 +29,22 @@ from amp_luigi.layout import probe_key
 from amp_luigi.proof import CHOICES as PROOFS
 from amp_luigi.proof import Proof, resolve
 from amp_luigi.storage import Bucket, luigi_client, send_no_checksums
+from amp_luigi.validation import (
+    Setting,
+    at_least,
+    between,
+    bucket_name,
+    credential,
+    http_url,
+    key_prefix,
+    one_of,
+    staging_dir,
+)
+
+logger = logging.getLogger(__name__)
+# Amplitude: "data is available for export about 2 hours after the hour ends".
+AMPLITUDE_LAG_HOURS = 2.0
+_warned: set[float] = set()
 
 _DOTENV = Path.cwd() / ".env"
 if _DOTENV.is_file():  # python-dotenv takes ~16 ms to import, and most deployments have no .env
@@ -91,27 +108,45 @@ class amplitude(luigi.Config):
     def export_url(self) -> str:
         url = _setting(self.url, "amplitude", "url", "AMP_EXPORT_URL")
         if not url:
-            if self.region not in EXPORT_URLS:
-                raise ConfigError(
-                    f"Unknown Amplitude region {self.region!r}: set `region` in the [amplitude] section of "
-                    f"luigi.cfg to one of {', '.join(sorted(EXPORT_URLS))}, or AMP_EXPORT_URL to a full URL."
-                )
-            return EXPORT_URLS[self.region]
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"AMP_EXPORT_URL / [amplitude] url {url!r} is not an http(s) URL: "
-                f"use e.g. {EXPORT_URLS['eu']}."
-            )
-        return url
+            return EXPORT_URLS[one_of(self.region, tuple(EXPORT_URLS), Setting("amplitude", "region"))]
+        return http_url(url, Setting("amplitude", "url", "AMP_EXPORT_URL"), EXPORT_URLS["eu"])
 
     def credentials(self) -> tuple[str, str]:
         return (
-            _setting(self.api_key, "amplitude", "api_key", "AMP_API_KEY", required=True),
-            _setting(self.secret_key, "amplitude", "secret_key", "AMP_SECRET_KEY", required=True),
+            credential(
+                _setting(self.api_key, "amplitude", "api_key", "AMP_API_KEY", required=True),
+                Setting("amplitude", "api_key", "AMP_API_KEY"),
+            ),
+            credential(
+                _setting(self.secret_key, "amplitude", "secret_key", "AMP_SECRET_KEY", required=True),
+                Setting("amplitude", "secret_key", "AMP_SECRET_KEY"),
+            ),
         )
 
+    def problems(self, *, exporting: bool) -> list[str]:
+        """What is wrong with this section (with `exporting`, the credentials must be set too)."""
+        lag = Setting("amplitude", "availability_lag_hours")
+        checks: list[Callable[[], object]] = [
+            self.export_url,
+            lambda: at_least(self.availability_lag_hours, 0, lag, ": a day would be exported before it ends"),
+            lambda: at_least(self.max_attempts, 1, Setting("amplitude", "max_attempts")),
+            lambda: at_least(self.backoff_seconds, 0, Setting("amplitude", "backoff_seconds")),
+            lambda: at_least(
+                self.max_backoff_seconds,
+                self.backoff_seconds,
+                Setting("amplitude", "max_backoff_seconds"),
+                " (backoff_seconds)",
+            ),
+            lambda: at_least(self.connect_timeout, 0.1, Setting("amplitude", "connect_timeout")),
+            lambda: at_least(self.read_timeout, 1, Setting("amplitude", "read_timeout")),
+            lambda: _not_after_today(self.first_date),
+        ]
+        if exporting:
+            checks.append(self.credentials)
+        return _failures(checks)
+
     def client(self) -> ExportClient:
+        validated(exporting=True)
         api_key, secret_key = self.credentials()
         return ExportClient(
             self.export_url(),
@@ -154,29 +189,63 @@ class storage(luigi.Config):
     )
 
     def bucket_name(self) -> str:
-        return _setting(self.bucket, "storage", "bucket", "AWS_BUCKET_NAME", required=True)
+        return bucket_name(
+            _setting(self.bucket, "storage", "bucket", "AWS_BUCKET_NAME", required=True),
+            Setting("storage", "bucket", "AWS_BUCKET_NAME"),
+        )
 
     def key_prefix(self) -> str:
-        return _setting(self.prefix, "storage", "prefix", "AMP_S3_PREFIX").strip("/")
+        return key_prefix(
+            _setting(self.prefix, "storage", "prefix", "AMP_S3_PREFIX"),
+            Setting("storage", "prefix", "AMP_S3_PREFIX"),
+        )
 
     def part_size(self) -> int:
-        if self.part_size_mib < 5:
-            raise ConfigError("[storage] part_size_mib must be at least 5: S3 refuses smaller parts.")
+        between(self.part_size_mib, 5, 5120, Setting("storage", "part_size_mib"), ": S3's limits for a part")
         return self.part_size_mib * 1024 * 1024
 
     def proof(self) -> Proof:
-        setting = _setting(self.upload_proof, "storage", "upload_proof", "AMP_S3_UPLOAD_PROOF")
-        return resolve(setting, endpoint_url())
+        value = _setting(self.upload_proof, "storage", "upload_proof", "AMP_S3_UPLOAD_PROOF")
+        return resolve(
+            one_of(value, PROOFS, Setting("storage", "upload_proof", "AMP_S3_UPLOAD_PROOF")), endpoint_url()
+        )
+
+    def problems(self) -> list[str]:
+        return _failures(
+            [
+                self.bucket_name,
+                self.key_prefix,
+                self.part_size,
+                self.proof,
+                self._aws_keys,
+                lambda: between(self.upload_threads, 1, 64, Setting("storage", "upload_threads")),
+                lambda: at_least(self.max_attempts, 1, Setting("storage", "max_attempts")),
+                *(
+                    lambda name=name: http_url(
+                        os.environ[name], Setting("storage", "endpoint", name), "http://127.0.0.1:9000"
+                    )
+                    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+                    if os.environ.get(name)
+                ),
+            ]
+        )
 
     def _aws_keys(self) -> tuple[str, str]:
-        key = _setting(self.access_key, "storage", "access_key", "ACCESS_KEY")
-        secret = _setting(self.secret_access_key, "storage", "secret_access_key", "SECRET_ACCESS_KEY")
+        key = credential(
+            _setting(self.access_key, "storage", "access_key", "ACCESS_KEY"),
+            Setting("storage", "access_key", "ACCESS_KEY"),
+        )
+        secret = credential(
+            _setting(self.secret_access_key, "storage", "secret_access_key", "SECRET_ACCESS_KEY"),
+            Setting("storage", "secret_access_key", "SECRET_ACCESS_KEY"),
+        )
         if bool(key) != bool(secret):
             raise ConfigError("Set both ACCESS_KEY and SECRET_ACCESS_KEY, or neither (to use the AWS chain).")
         return key, secret
 
     def client(self) -> Any:
         """The process's boto3 S3 client (AWS_ENDPOINT_URL_S3 is read by botocore itself)."""
+        validated()
         return _s3_client(*self._client_key())
 
     def open_bucket(self) -> Bucket:
@@ -209,10 +278,86 @@ class staging(luigi.Config):
     max_line_mib = luigi.IntParameter(default=64, description="Longest event line accepted (MiB).")
 
     def root(self) -> Path:
-        return Path(_setting(self.data_dir, "staging", "data_dir", "AMP_DATA_DIR")).resolve()
+        return Path(_setting(self.data_dir, "staging", "data_dir", "AMP_DATA_DIR")).expanduser().resolve()
 
     def limits(self) -> Limits:
         return Limits(self.max_inflate_ratio, self.max_line_mib * 1024 * 1024)
+
+    def problems(self) -> list[str]:
+        return _failures(
+            [
+                lambda: staging_dir(self.root(), Setting("staging", "data_dir", "AMP_DATA_DIR")),
+                lambda: at_least(self.max_inflate_ratio, 2, Setting("staging", "max_inflate_ratio")),
+                lambda: between(self.max_line_mib, 1, 1024, Setting("staging", "max_line_mib")),
+            ]
+        )
+
+
+def _failures(checks: list[Callable[[], object]]) -> list[str]:
+    """The message of every check that raises ConfigError, in order."""
+    found = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as error:
+            found.append(str(error))
+    return found
+
+
+def _not_after_today(first_date: dt.date) -> None:
+    if first_date > dt.date.today():
+        raise ConfigError(
+            f"[amplitude] first_date = {first_date} is in the future: set the day the project started."
+        )
+
+
+def problems(*, exporting: bool) -> list[str]:
+    """Everything wrong with the settings: unreadable values first, then each section's rules."""
+    unreadable = _unreadable()
+    if unreadable:
+        return unreadable
+    found = [*amplitude().problems(exporting=exporting), *storage().problems(), *staging().problems()]
+    lag = amplitude().availability_lag_hours
+    if not found and lag < AMPLITUDE_LAG_HOURS and lag not in _warned:
+        _warned.add(lag)
+        logger.warning(
+            "[amplitude] availability_lag_hours = %g is below the %g hours Amplitude needs to have an hour's "
+            "events ready: a day exported that early can miss events and still be marked complete.",
+            lag,
+            AMPLITUDE_LAG_HOURS,
+        )
+    return found
+
+
+def _unreadable() -> list[str]:
+    """Values luigi.cfg holds that their type cannot parse (Luigi itself would raise a bare ValueError)."""
+    config = luigi.configuration.get_config()
+    found = []
+    for section in (amplitude, storage, staging):
+        name = section.get_task_family()
+        for option, parameter in section.get_params():
+            raw = config.get(name, option, None)
+            if raw is None:
+                continue
+            try:
+                parameter.parse(raw)
+            except (ValueError, TypeError):
+                kind = type(parameter).__name__.removesuffix("Parameter").lower() or "text"
+                found.append(
+                    f"[{name}] {option} = {raw!r} in luigi.cfg is not a valid {kind}: fix or remove it."
+                )
+    return found
+
+
+@functools.cache
+def validated(*, exporting: bool = False) -> None:
+    """Every setting checked, once per process, before the first request to Amplitude or S3.
+
+    Raises one ConfigError listing every problem, each naming its setting.
+    """
+    found = problems(exporting=exporting)
+    if found:
+        raise ConfigError("amp-luigi's settings are not usable:\n  - " + "\n  - ".join(found))
 
 
 def _endpoint_env() -> tuple[str, ...]:
@@ -233,13 +378,16 @@ def _aws(
     key: str, secret: str, attempts: int, threads: int, proof: Proof
 ) -> tuple[boto3.session.Session, botocore.config.Config]:
     """A boto3 session (without ACCESS_KEY: the standard AWS chain) and the client configuration."""
-    session = _session(key, secret, _endpoint_env())
-    config = botocore.config.Config(
+    return _session(key, secret, _endpoint_env()), client_config(attempts, threads, proof)
+
+
+def client_config(attempts: int, threads: int, proof: Proof) -> botocore.config.Config:
+    return botocore.config.Config(
         retries={"mode": "adaptive", "max_attempts": attempts},
         max_pool_connections=max(10, 2 * threads),
         connect_timeout=15,
         read_timeout=120,
-        # Every upload carries, in a signed header, the CRC32 S3 checks the body against: a SHA-256
+        # Every upload carries its digest (a CRC32 or a Content-MD5) in a signed header: a SHA-256
         # of the body in the signature as well (botocore's default when it did not add the checksum
         # itself, and always over plain HTTP) would hash every byte again for nothing.
         s3={"payload_signing_enabled": False},
@@ -247,12 +395,11 @@ def _aws(
         request_checksum_calculation="when_supported" if proof.sends_checksums else "when_required",
         response_checksum_validation="when_supported" if proof.sends_checksums else "when_required",
     )
-    return session, config
 
 
 def reset_clients() -> None:
-    """Forget the cached sessions and clients, e.g. between in-process tests that patch `_aws`."""
-    for cached in (_session, _s3_client, _luigi_client):
+    """Forget the cached sessions, clients and validation, e.g. between in-process tests."""
+    for cached in (_session, _s3_client, _luigi_client, validated):
         cached.cache_clear()
 
 

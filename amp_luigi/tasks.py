@@ -28,6 +28,7 @@ from amp_luigi.amplitude import export_hours
 from amp_luigi.archive import extract_archives, inflate, read_chunks
 from amp_luigi.errors import (
     ArchiveError,
+    ConfigError,
     FatalError,
     NotYetAvailableError,
     StaleStateError,
@@ -37,7 +38,7 @@ from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
 from amp_luigi.manifest import ExpectedObject, Manifest, day_record, read_marker, recorded_objects
 from amp_luigi.progress import Progress, mib
-from amp_luigi.settings import amplitude, staging, storage
+from amp_luigi.settings import amplitude, staging, storage, validated
 from amp_luigi.storage import Bucket, explain
 from amp_luigi.verify import differences
 
@@ -60,6 +61,31 @@ def check_exportable(date: dt.date, now: dt.datetime | None = None) -> None:
             f"(the day's end plus [amplitude] availability_lag_hours = {settings.availability_lag_hours:g}); "
             "exporting it now would mark a partial day complete. Run again after that time."
         )
+
+
+def settings_checked() -> None:
+    """Every setting checked before the first request; Luigi calls complete() before anything else.
+
+    Luigi logs a failing complete() with its traceback; for a setting the message is all there is to
+    read, so that log line is cut down to it.
+    """
+    try:
+        validated(exporting=True)
+    except ConfigError as error:
+        logging.getLogger("luigi-interface").addFilter(_WithoutTraceback(str(error)))
+        raise
+
+
+class _WithoutTraceback(logging.Filter):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.message in text and "Traceback" in text:
+            record.msg, record.args = text.split("\n", 1)[0].removesuffix(":") + ":\n" + self.message, ()
+        return True
 
 
 # Luigi runs the highest priority first and raises a task's dependencies to its own priority, so a
@@ -90,6 +116,7 @@ class DayTask(luigi.Task):
         return S3Target(f"s3://{storage().bucket_name()}/{key}", client=storage().target_client())
 
     def complete(self) -> bool:
+        settings_checked()
         output = self.output()
         try:
             return self.output_holds()
@@ -283,6 +310,7 @@ class VerifyDay(DayTask):
 
         Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
         """
+        settings_checked()
         dates = list(parameter_tuples)
         listing = storage().open_bucket().listing(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
         verified = {marker_date(key) for key in listing}
