@@ -133,7 +133,7 @@ def test_a_missing_staging_directory_is_created_and_pasted_keys_are_stripped(
     )
     assert run.returncode == 0, output(run)
     assert fresh.is_dir()
-    assert f"python_import/_verified/{DAY}.json" in workspace.keys()
+    assert f"python_import/_verified/{DAY}.json" in set(workspace.keys())
 
 
 def test_a_lag_below_amplitudes_two_hours_is_accepted_with_a_warning(
