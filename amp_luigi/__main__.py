@@ -1,4 +1,4 @@
-"""`python -m amp_luigi` (or `amp-luigi`): the sandbox and the status view; the pipeline itself runs
+"""`python -m amp_luigi` (or `amp-luigi`): the sandbox, the status view and the deployment check; the pipeline itself runs
 through the `luigi` command (`luigi --module amp_luigi ExportRange --start ...`)."""
 
 from __future__ import annotations
@@ -41,6 +41,19 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
     )
 
+    check = commands.add_parser(
+        "check",
+        help="check every setting, then each S3 permission amp-luigi needs (and with --amplitude the keys)",
+        description="For a new deployment, before its first cron run: validates every setting, then "
+        "tries each S3 request amp-luigi makes on a probe object under <prefix>/_check/, and says which "
+        "permission is missing. Exit 0 only when everything needed works.",
+    )
+    check.add_argument(
+        "--amplitude",
+        action="store_true",
+        help="also export one early hour from Amplitude, proving the keys and the region (one request)",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         from amp_luigi import sandbox as sandbox_module
@@ -54,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             events_per_hour=args.events_per_hour,
             latency=args.latency,
         )
+    from amp_luigi import check as check_module
     from amp_luigi import status as status_module
     from amp_luigi.errors import AmpLuigiError
 
     try:
+        if args.command == "check":
+            return check_module.main(amplitude_too=args.amplitude, out=sys.stdout)
         return status_module.main(args.start, args.stop, check=args.check)
     except AmpLuigiError as error:  # a missing setting, no bucket, access denied: say which
-        print(f"amp-luigi status: {error}", file=sys.stderr)
+        print(f"amp-luigi {args.command}: {error}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,158 @@
+"""`python -m amp_luigi check`: everything a new deployment needs, proven before its first cron run.
+
+It checks every setting (no request is made while one is wrong), then the bucket with the requests
+amp-luigi itself makes, each on a short-lived object under `<prefix>/_check/`: list, a proven upload
+(under `[storage] upload_proof`), read, delete, and the multipart clean-up. For each refusal it names
+the IAM action to grant and what amp-luigi does without it. With `--amplitude` it also exports one
+early hour (the first hour of `[amplitude] first_date`, which holds little or nothing) to prove the
+credentials and the region; without it Amplitude is not asked anything. Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import botocore.exceptions
+
+from amp_luigi.errors import AmpLuigiError, TooLargeError
+from amp_luigi.hours import HourRange
+from amp_luigi.layout import probe_key
+from amp_luigi.storage import DENIED, Bucket, error_code
+
+OK, MISSING, FAILED = "ok", "missing", "FAILED"
+# Answers that mean "not granted" or "this store has no such operation" (s3rver: 501 NotImplemented).
+REFUSED = {*DENIED, "NotImplemented", "501", "MethodNotAllowed", "405"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One checked capability: what it is, the IAM action behind it, and whether amp-luigi needs it."""
+
+    what: str
+    permission: str
+    needed: bool
+    without: str  # what happens without it
+
+
+@dataclass(frozen=True)
+class Result:
+    step: Step
+    state: str
+    detail: str = ""
+
+    @property
+    def blocks(self) -> bool:
+        return self.state != OK and self.step.needed
+
+
+LIST = Step("list the bucket", "s3:ListBucket", True, "no day can be checked for completeness")
+UPLOAD = Step("upload, proven", "s3:PutObject", True, "no day can be uploaded")
+READ = Step("read an object", "s3:GetObject", True, "markers cannot be read: every day is exported again")
+DELETE = Step("delete objects", "s3:DeleteObject", True, "reruns cannot replace a day exactly")
+MULTIPART_LIST = Step(
+    "list multipart uploads",
+    "s3:ListBucketMultipartUploads",
+    False,
+    "uploads left open by a killed run are not cleaned up: add a lifecycle rule for incomplete multipart uploads",
+)
+MULTIPART_ABORT = Step(
+    "abort a multipart upload",
+    "s3:AbortMultipartUpload",
+    False,
+    "a failed large upload's parts stay stored until a lifecycle rule removes them",
+)
+S3_STEPS = (LIST, UPLOAD, READ, DELETE, MULTIPART_LIST, MULTIPART_ABORT)
+AMPLITUDE = Step("export one hour", "AMP_API_KEY / AMP_SECRET_KEY", True, "no day can be exported")
+
+
+def s3_results(bucket: Bucket, prefix: str) -> list[Result]:
+    """Each S3 capability, tried in order; a needed one that fails is reported, the rest still tried."""
+    key = probe_key(prefix)
+    results = [_attempt(LIST, lambda: bucket.listing(key))]
+    results.append(
+        _attempt(UPLOAD, lambda: bucket.write_json(key, {"amp-luigi": "check"}), f"({bucket.proof.value})")
+    )
+    uploaded = results[-1].state == OK
+    results.append(_attempt(READ, lambda: bucket.read_json(key)) if uploaded else _skipped(READ))
+    results.append(_attempt(DELETE, lambda: bucket.delete([key])) if uploaded else _skipped(DELETE))
+    results.append(
+        _attempt(MULTIPART_LIST, lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name, Prefix=key))
+    )
+    results.append(_attempt(MULTIPART_ABORT, lambda: _open_and_abort(bucket, f"{key}-multipart")))
+    return results
+
+
+def _open_and_abort(bucket: Bucket, key: str) -> None:
+    upload = bucket.client.create_multipart_upload(Bucket=bucket.name, Key=key)
+    bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload["UploadId"])
+
+
+def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.date) -> Result:
+    """One export of the first hour of the project's first day: 200 or 404 (no data) prove the keys."""
+    start = dt.datetime.combine(first_date, dt.time())
+    hours = HourRange(start, start)
+    with tempfile.TemporaryDirectory(prefix="amp-luigi-check-") as scratch:
+        try:
+            found = export(hours, Path(scratch) / "probe.zip")
+        except TooLargeError:
+            found = True  # Amplitude answered after checking the keys
+        except AmpLuigiError as error:
+            return Result(AMPLITUDE, FAILED, str(error))
+    return Result(AMPLITUDE, OK, f"{hours.label()}: {'data' if found else 'no data (404), keys accepted'}")
+
+
+def _attempt(step: Step, call: Callable[[], object], detail: str = "") -> Result:
+    try:
+        call()
+    except (AmpLuigiError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        # Bucket's errors carry S3's own as their cause; the multipart calls raise it directly.
+        cause = error if isinstance(error, botocore.exceptions.ClientError) else error.__cause__
+        code = error_code(cause) if isinstance(cause, botocore.exceptions.ClientError) else ""
+        if code in REFUSED:
+            return Result(step, MISSING, f"{code}: {step.without}")
+        return Result(step, FAILED, str(error))
+    return Result(step, OK, detail)
+
+
+def _skipped(step: Step) -> Result:
+    return Result(step, FAILED, "not tried: the upload before it failed")
+
+
+def render(results: list[Result], where: str, out: TextIO) -> None:
+    print(f"amp-luigi check of {where}", file=out)
+    width = max(len(result.step.what) for result in results)
+    for result in results:
+        need = "needed" if result.step.needed else "optional"
+        line = f"  {result.state:<8} {result.step.what:<{width}}  {result.step.permission:<30} {need}"
+        print(f"{line}  {result.detail}".rstrip(), file=out)
+    blocking = [result for result in results if result.blocks]
+    optional = [result for result in results if result.state != OK and not result.step.needed]
+    if blocking:
+        print(f"\n{len(blocking)} needed check(s) failed: grant or fix them, then run check again.", file=out)
+    elif optional:
+        print("\nReady, without: " + "; ".join(result.step.without for result in optional) + ".", file=out)
+    else:
+        print("\nReady: every check passed.", file=out)
+
+
+def main(*, amplitude_too: bool, out: TextIO) -> int:
+    """The whole check; 0 only when everything amp-luigi needs works, 1 when not, 2 for a setting."""
+    from amp_luigi.settings import amplitude, problems, storage
+
+    found = problems(exporting=amplitude_too)
+    if found:
+        print("amp-luigi check: the settings are not usable:\n  - " + "\n  - ".join(found), file=out)
+        return 2
+    settings = storage()
+    bucket = settings.open_bucket()
+    results = s3_results(bucket, settings.key_prefix())
+    if amplitude_too:
+        client = amplitude().client()
+        results.append(amplitude_result(client.download, amplitude().first_date))
+    render(results, f"s3://{bucket.name}/{settings.key_prefix()}/", out)
+    return 1 if any(result.blocks for result in results) else 0
