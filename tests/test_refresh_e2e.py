@@ -90,7 +90,7 @@ def test_export_range_requires_refresh_only_for_the_newest_complete_days(in_proc
         in_process.s3.put_object(  # type: ignore[attr-defined]
             Bucket=in_process.bucket,
             Key=f"python_import/_verified/{day}.json",
-            Body=json.dumps({"date": day, "verified_at": "2024-03-05T03:00:00+00:00"}),
+            Body=json.dumps({"date": day, "objects": [], "verified_at": "2024-03-05T03:00:00+00:00"}),
         )
     now = int(dt.datetime(2024, 3, 10, 12, 0, 7, tzinfo=dt.timezone.utc).timestamp())
     wrapper = ExportRange(start=DAY, stop=dt.date(2024, 3, 5), refresh_days=3, now=now)
