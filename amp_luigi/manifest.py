@@ -88,10 +88,11 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> Manifest:
         try:
-            data = json.loads(path.read_bytes())
+            return cls.from_json(json.loads(path.read_bytes()))
         except ValueError as error:  # a truncated or overwritten file: JSONDecodeError, bad UTF-8
             raise StaleStateError(f"the manifest {path} is damaged: not JSON ({error})") from error
-        return cls.from_json(data)
+        except StaleStateError as error:
+            raise StaleStateError(f"{path}: {error}") from error
 
 
 def recorded_objects(record: dict[str, Any]) -> list[ExpectedObject]:

@@ -311,21 +311,21 @@ class Bench:
         )
         return env
 
-    def config(self, keep_gzip: bool) -> tuple[Path, Path]:
+    def config(self, keep_gzip: bool, proof: str = "auto") -> tuple[Path, Path]:
         cwd = self.work / "cwd"
         cwd.mkdir(exist_ok=True)
         shutil.copy(REPO / "luigi.cfg", cwd / "luigi.cfg")
-        config = self.work / f"bench-{'gz' if keep_gzip else 'json'}.cfg"
-        config.write_text(f"[storage]\nkeep_gzip = {str(keep_gzip).lower()}\n")
+        config = self.work / f"bench-{'gz' if keep_gzip else 'json'}-{proof}.cfg"
+        config.write_text(f"[storage]\nkeep_gzip = {str(keep_gzip).lower()}\nupload_proof = {proof}\n")
         return cwd, config
 
     def run_amp(
-        self, emulator, keep_gzip: bool, label: str, args: list[str] | None = None
+        self, emulator, keep_gzip: bool, label: str, args: list[str] | None = None, proof: str = "auto"
     ) -> tuple[Run, str]:
         self.runs += 1
         prefix = f"run{self.runs}-amp"
         staging = self.work / f"staging-{self.runs}"
-        cwd, config = self.config(keep_gzip)
+        cwd, config = self.config(keep_gzip, proof)
         # --no-lock: Luigi's process lock is per command line, and tests elsewhere may run the same one.
         command = [*self.profile(label), str(self.bin / "luigi"), "--module", "amp_luigi", "--no-lock"]
         command += args or ["VerifyDay", "--date", DAY.isoformat(), "--local-scheduler"]
@@ -456,23 +456,41 @@ def day_runs(bench: Bench, emulator, runs: int, zip_bytes: int) -> list[tuple[Ru
     rows: list[tuple[Run, Run | None]] = []
     for keep_gzip in (False, True):
         fmt = ".json.gz" if keep_gzip else ".json"
-        naive_runs, amp_runs = [], []
+        naive_runs, amp_runs, unproven_runs = [], [], []
         for _ in range(runs):
             naive_run, naive_prefix = bench.run_naive(emulator, keep_gzip, f"naive {fmt}")
             amp_run, amp_prefix = bench.run_amp(emulator, keep_gzip, f"amp-luigi {fmt}")
+            # The same run without proving uploads by the store's answer: the proof's cost.
+            unproven, unproven_prefix = bench.run_amp(
+                emulator, keep_gzip, f"amp-luigi {fmt}, upload_proof = none", proof="none"
+            )
             objects, events = same_events(bench, emulator, naive_prefix, amp_prefix)
             print(
-                f"  {fmt}: naive {naive_run.seconds:.1f} s, amp-luigi {amp_run.seconds:.1f} s; "
-                f"same {objects} objects, {events} events in S3",
+                f"  {fmt}: naive {naive_run.seconds:.1f} s, amp-luigi {amp_run.seconds:.1f} s "
+                f"(unproven {unproven.seconds:.1f} s); same {objects} objects, {events} events in S3",
                 file=sys.stderr,
             )
-            bench.delete(naive_prefix)
-            bench.delete(amp_prefix)
+            for prefix in (naive_prefix, amp_prefix, unproven_prefix):
+                bench.delete(prefix)
             naive_runs.append(naive_run)
             amp_runs.append(amp_run)
+            unproven_runs.append(unproven)
         naive_best = best(naive_runs)
-        rows += [(naive_best, None), (best(amp_runs), naive_best)]
+        rows += [(naive_best, None), (best(amp_runs), naive_best), (best(unproven_runs), naive_best)]
     return rows
+
+
+def proof_cost(rows: list[tuple[Run, Run | None]]) -> str:
+    """What proving every upload by the store's answer (the ETag's MD5 on moto) costs per day."""
+    by_label = {run.label: run for run, _ in rows}
+    costs = []
+    for fmt in (".json", ".json.gz"):
+        proven, unproven = by_label[f"amp-luigi {fmt}"], by_label[f"amp-luigi {fmt}, upload_proof = none"]
+        costs.append(
+            f"{fmt} {proven.cpu - unproven.cpu:+.2f} s CPU ({proven.cpu / unproven.cpu:.2f}x), "
+            f"{proven.seconds - unproven.seconds:+.2f} s wall ({proven.seconds / unproven.seconds:.2f}x)"
+        )
+    return "Proving every upload (upload_proof = etag, as on moto) vs none: " + "; ".join(costs) + "."
 
 
 def summary(rows: list[tuple[Run, Run | None]]) -> str:
@@ -661,6 +679,7 @@ def main() -> None:
             s3_floor(bench, emulator, True),
             "",
             summary(rows),
+            proof_cost(rows),
         ]
         if not args.quick:
             rss = []

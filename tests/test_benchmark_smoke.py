@@ -38,3 +38,5 @@ def test_the_benchmark_runs_both_pipelines_and_they_land_the_same_events(tmp_pat
     assert len(re.findall(r"same [1-9]\d* objects, [1-9]\d* events in S3", run.stderr)) == 2
     for row in ("| naive .json |", "| amp-luigi .json |", "| naive .json.gz |", "| amp-luigi .json.gz |"):
         assert row in run.stdout
+    assert "| amp-luigi .json, upload_proof = none |" in run.stdout
+    assert re.search(r"Proving every upload .*: \.json [+-]\d", run.stdout)
