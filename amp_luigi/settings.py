@@ -108,7 +108,12 @@ class amplitude(luigi.Config):
     def export_url(self) -> str:
         url = _setting(self.url, "amplitude", "url", "AMP_EXPORT_URL")
         if not url:
-            return EXPORT_URLS[one_of(self.region, tuple(EXPORT_URLS), Setting("amplitude", "region"))]
+            if self.region not in EXPORT_URLS:
+                raise ConfigError(
+                    f"Unknown Amplitude region {self.region!r}: set `region` in the [amplitude] section of "
+                    f"luigi.cfg to one of {', '.join(sorted(EXPORT_URLS))}, or AMP_EXPORT_URL to a full URL."
+                )
+            return EXPORT_URLS[self.region]
         return http_url(url, Setting("amplitude", "url", "AMP_EXPORT_URL"), EXPORT_URLS["eu"])
 
     def credentials(self) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import luigi
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from amp_luigi import storage as storage_module
 from amp_luigi.errors import ConfigError
 from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
 from tests.conftest import REPO, crc32_of
+from tests.luigi_hooks import error_response
 
 Configure = Callable[[str], None]
 
@@ -143,7 +146,7 @@ def test_a_url_that_is_not_http_is_a_config_error(
 def test_aws_keys_come_in_pairs(
     configure: Configure, monkeypatch: pytest.MonkeyPatch, present: str, absent: str
 ) -> None:
-    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_BUCKET_NAME", "bkt")
     monkeypatch.setenv(present, "value")
     with pytest.raises(ConfigError, match="ACCESS_KEY and SECRET_ACCESS_KEY"):
         storage().open_bucket()
@@ -152,17 +155,17 @@ def test_aws_keys_come_in_pairs(
 def test_without_aws_keys_the_standard_chain_is_used(
     configure: Configure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_BUCKET_NAME", "bkt")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-chain")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     bucket = storage().open_bucket()
-    assert bucket.name == "b"
+    assert bucket.name == "bkt"
     assert bucket.client._request_signer._credentials.access_key == "from-the-chain"
 
 
 def test_access_key_wins_over_the_aws_chain(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    monkeypatch.setenv("AWS_BUCKET_NAME", "bkt")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-chain")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -173,8 +176,8 @@ def test_access_key_wins_over_the_aws_chain(configure: Configure, monkeypatch: p
 
 @pytest.fixture
 def local_endpoint(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bucket `b`, our own keys, and S3 at http://127.0.0.1:9 (plain HTTP; nothing listens there)."""
-    monkeypatch.setenv("AWS_BUCKET_NAME", "b")
+    """Bucket `bkt`, our own keys, and S3 at http://127.0.0.1:9 (plain HTTP; nothing listens there)."""
+    monkeypatch.setenv("AWS_BUCKET_NAME", "bkt")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("ACCESS_KEY", "k")
     monkeypatch.setenv("SECRET_ACCESS_KEY", "s")
@@ -190,22 +193,31 @@ def test_aws_endpoint_url_is_honoured_by_the_clients(
     assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:10"
 
 
-def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(local_endpoint: None) -> None:
-    # Over plain HTTP, botocore's default would put a SHA-256 of the body in the signature.
+@pytest.mark.parametrize("proof", ["checksum", "etag"])
+def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(
+    local_endpoint: None, monkeypatch: pytest.MonkeyPatch, proof: str
+) -> None:
+    # Over plain HTTP, botocore's default would put a SHA-256 of the body in the signature; the
+    # digest the proof sends (a CRC32 or a Content-MD5) is signed instead.
+    monkeypatch.setenv("AMP_S3_UPLOAD_PROOF", proof)
+    monkeypatch.setattr(storage_module, "_CHECKING_STORES", set())
     bucket = storage().open_bucket()
     sent: list[Any] = []
 
     def answer(request: Any, **_: Any) -> AWSResponse:
+        if request.url.endswith("/_check/probe"):  # the checksum proof's probe: refused, as AWS does
+            return error_response(400, "BadDigest", request.url)
         sent.append(request)
-        return AWSResponse(
-            request.url, 200, {"ETag": '"e"'}, types.SimpleNamespace(stream=lambda: iter([b""]))
-        )
+        etag = hashlib.md5(b"{}\n").hexdigest() if proof == "etag" else "e"
+        headers = {"ETag": f'"{etag}"', "x-amz-checksum-crc32": crc32_of(b"{}\n")}
+        return AWSResponse(request.url, 200, headers, types.SimpleNamespace(stream=lambda: iter([b""])))
 
     bucket.client.meta.events.register("before-send.s3.PutObject", answer)
-    assert bucket.upload("p/a.json", iter([b"{}\n"]), crc32_of(b"{}\n"), {}) == '"e"'
+    assert bucket.upload("p/a.json", iter([b"{}\n"]), crc32_of(b"{}\n"), {}).strip('"')
     [request] = sent
     assert request.headers["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
-    assert b"x-amz-checksum-crc32;" in request.headers["Authorization"]
+    signed = b"x-amz-checksum-crc32;" if proof == "checksum" else b"content-md5;"
+    assert signed in request.headers["Authorization"]
 
 
 def test_a_part_size_below_s3s_minimum_is_refused(configure: Configure) -> None:

@@ -63,7 +63,12 @@ CASES: list[tuple[str, dict[str, str], dict[str, dict[str, object]], list[str]]]
         {"amplitude": {"first_date": "2199-01-01"}},
         ["first_date = 2199-01-01 is in the future"],
     ),
-    ("region", {"AMP_EXPORT_URL": ""}, {"amplitude": {"region": "asia"}}, ["[amplitude] region = 'asia'"]),
+    (
+        "region",
+        {"AMP_EXPORT_URL": ""},
+        {"amplitude": {"region": "asia"}},
+        ["Unknown Amplitude region 'asia'", "[amplitude] section"],
+    ),
     ("export-url", {"AMP_EXPORT_URL": "ftp://example.com/x"}, {}, ["AMP_EXPORT_URL", "not an http(s) URL"]),
     (
         "endpoint-url",
