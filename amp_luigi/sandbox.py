@@ -40,6 +40,8 @@ from amp_luigi.storage import Bucket
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
 SANDBOX_API_KEY = "sandbox-api-key"
+# The AWS access key id of every local stand-in (not a secret: the secret key is chosen per run).
+LOCAL_ACCESS_KEY = "AKIALOCALSTANDIN"
 
 
 def free_port() -> int:
@@ -97,7 +99,7 @@ def deployment_environment(
         "AWS_ENDPOINT_URL_S3": endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "ACCESS_KEY": "AKIALOCALSTANDIN",
+        "ACCESS_KEY": LOCAL_ACCESS_KEY,
         "SECRET_ACCESS_KEY": aws_secret,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
     }
