@@ -106,13 +106,14 @@ def deployment_environment(
 
 
 def s3_client(env: dict[str, str]) -> Any:
-    """A boto3 S3 client with the credentials and endpoint of `env`, as the pipeline sees them."""
+    """A boto3 S3 client with the credentials, endpoint and CA bundle of `env`, as the pipeline sees them."""
     return boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL_S3"],
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["ACCESS_KEY"],
         aws_secret_access_key=env["SECRET_ACCESS_KEY"],
+        verify=env.get("AWS_CA_BUNDLE"),  # None: botocore's default (os.environ, then certifi)
     )
 
 
