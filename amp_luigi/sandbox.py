@@ -40,6 +40,8 @@ from amp_luigi.storage import Bucket
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
 SANDBOX_API_KEY = "sandbox-api-key"
+# The AWS access key id of every local stand-in (not a secret: the secret key is chosen per run).
+LOCAL_ACCESS_KEY = "AKIALOCALSTANDIN"
 
 
 def free_port() -> int:
@@ -97,20 +99,21 @@ def deployment_environment(
         "AWS_ENDPOINT_URL_S3": endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "ACCESS_KEY": "AKIALOCALSTANDIN",
+        "ACCESS_KEY": LOCAL_ACCESS_KEY,
         "SECRET_ACCESS_KEY": aws_secret,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")])),
     }
 
 
 def s3_client(env: dict[str, str]) -> Any:
-    """A boto3 S3 client with the credentials and endpoint of `env`, as the pipeline sees them."""
+    """A boto3 S3 client with the credentials, endpoint and CA bundle of `env`, as the pipeline sees them."""
     return boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL_S3"],
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["ACCESS_KEY"],
         aws_secret_access_key=env["SECRET_ACCESS_KEY"],
+        verify=env.get("AWS_CA_BUNDLE"),  # None: botocore's default (os.environ, then certifi)
     )
 
 

@@ -1,6 +1,10 @@
 """Shared fixtures: a moto S3 server over HTTP, the Amplitude emulator, a configured working directory,
 and a runner for the real `luigi` command.
 
+Integrity on every S3 (amp_luigi/testing): `s3_backend` is each of moto and s3rver over HTTP and
+HTTPS (started once per session), `backend_workspace` a workspace on it; `proxied_workspace` is on
+moto over HTTP through a FaultProxy the test gives rules to. `workspace` stays on moto over HTTP.
+
 Secrets used here are distinctive on purpose, so tests can grep every output for them.
 """
 
@@ -29,6 +33,8 @@ from amp_luigi import settings
 from amp_luigi.checksum import crc32_text
 from amp_luigi.emulator import Emulator
 from amp_luigi.sandbox import deployment_environment, free_port, s3_client
+from amp_luigi.testing.proxy import FaultProxy
+from amp_luigi.testing.s3servers import server as s3_server
 
 # Tests talk to 127.0.0.1 only: never let botocore look for credentials at the EC2 metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -92,6 +98,30 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+# Every S3 the pipeline is proven on: two implementations, each over plain HTTP and over TLS.
+BACKENDS = ("moto-http", "moto-https", "s3rver-http", "s3rver-https")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An S3 server a workspace can point at: its name, its endpoint and the client environment it needs."""
+
+    name: str
+    endpoint: str
+    env: dict[str, str] = field(default_factory=dict)  # AWS_CA_BUNDLE over HTTPS
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def s3_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each S3 server, started once per session (moto over HTTP is `moto_endpoint`'s); tests use own buckets."""
+    name = request.param
+    if name == "moto-http":
+        yield Backend(name, request.getfixturevalue("moto_endpoint"))
+        return
+    with s3_server(name, secret_key=AWS_SECRET) as server:
+        yield Backend(name, server.url, server.env)
+
+
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
     with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, events_per_hour=40, events_per_part=25) as emu:
@@ -106,6 +136,8 @@ class Workspace:
     env: dict[str, str]
     bucket: str
     s3: object = field(repr=False)
+    backend: str = "moto-http"
+    proxy: FaultProxy | None = None  # between the pipeline and S3 (proxied_workspace); self.s3 goes direct
 
     @property
     def data_dir(self) -> Path:
@@ -144,18 +176,21 @@ class Workspace:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
+def make_workspace(
+    tmp_path: Path, emulator: Emulator, backend: Backend, *, proxy: FaultProxy | None = None
+) -> Workspace:
+    """A working directory and its own new bucket on `backend`; the pipeline goes through `proxy` if given."""
     bucket = f"amp-test-{uuid.uuid4().hex[:12]}"
     env = deployment_environment(
         export_url=emulator.url,
         api_key=API_KEY,
         secret_key=SECRET_KEY,
         bucket=bucket,
-        endpoint=moto_endpoint,
+        endpoint=backend.endpoint,
         data_dir=tmp_path / "staging",
         aws_secret=AWS_SECRET,
     )
+    env.update(backend.env)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(REPO / "luigi.cfg", work / "luigi.cfg")
@@ -165,7 +200,30 @@ def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterato
     env["LUIGI_CONFIG_PATH"] = str(tmp_path / "test.cfg")
     s3 = s3_client(env)
     s3.create_bucket(Bucket=bucket)
-    yield Workspace(work, env, bucket, s3)
+    if proxy is not None:
+        env["AWS_ENDPOINT_URL_S3"] = proxy.url
+    return Workspace(work, env, bucket, s3, backend.name, proxy)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
+    yield make_workspace(tmp_path, emulator, Backend("moto-http", moto_endpoint))
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture
+def backend_workspace(tmp_path: Path, s3_backend: Backend, emulator: Emulator) -> Iterator[Workspace]:
+    """A workspace on each of BACKENDS in turn (`s3_backend`): the test runs once per S3."""
+    yield make_workspace(tmp_path, emulator, s3_backend)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture
+def proxied_workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
+    """A workspace on moto over HTTP whose pipeline reaches S3 through a FaultProxy (`.proxy`)."""
+    host, port = moto_endpoint.removeprefix("http://").rsplit(":", 1)
+    with FaultProxy((host, int(port))) as proxy:
+        yield make_workspace(tmp_path, emulator, Backend("moto-http", moto_endpoint), proxy=proxy)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

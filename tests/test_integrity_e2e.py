@@ -1,0 +1,118 @@
+"""A byte flipped on the wire between the pipeline and S3 must never end in a verified day.
+
+The real `luigi` command reaches moto through the fault proxy (conftest.proxied_workspace), which
+flips one byte of one chosen request body: (a) a single data PutObject, (b) one UploadPart of a
+multipart upload, (c) the upload marker's PutObject. moto stores what arrives, checksum headers
+or not, as a careless store or a broken middlebox would. The contract: the run exits 30 (a task
+failed), no `_verified/<date>.json` exists, the output names the object's key, and a rerun
+without the fault leaves S3 exact and verified.
+
+Today the corruption is verified (issue 9): each case is xfail(strict=True, raises=ContractBroken)
+with what was observed. A test whose fault did not happen fails outright (a plain assert), not
+as the expected failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from amp_luigi.emulator import Emulator
+from amp_luigi.testing.proxy import FLIP, Rule
+from tests.conftest import API_KEY, DAY, SECRET_KEY, Workspace
+from tests.test_stores_e2e import BIG, PREFIX, assert_days_exact, luigi_ok
+
+VERIFIED = f"{PREFIX}_verified/{DAY.isoformat()}.json"
+UPLOADED = f"{PREFIX}_uploaded/{DAY.isoformat()}.json"
+DATA_PATH = f"/{PREFIX}{DAY.isoformat()}/"
+
+
+class ContractBroken(AssertionError):
+    """The pipeline did not keep the integrity contract (as opposed to the test's own set-up failing)."""
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractBroken(message)
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    settings = getattr(request, "param", {"events_per_hour": 40, "events_per_part": 25})
+    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **settings) as emu:
+        yield emu
+
+
+def key_of(workspace: Workspace, target: str) -> str:
+    """The object key of a request target as the proxy saw it (`/<bucket>/<key>?query`, URL-encoded)."""
+    path = urllib.parse.unquote(target.partition("?")[0])
+    return path.removeprefix(f"/{workspace.bucket}/")
+
+
+def assert_caught_and_repaired(
+    workspace: Workspace, emulator: Emulator, rule: Rule, run: subprocess.CompletedProcess[str]
+) -> None:
+    assert len(rule.applied) == 1, f"the proxy flipped {len(rule.applied)} bytes, not one: {rule}"
+    key = key_of(workspace, rule.applied[0])
+    output = run.stdout + run.stderr
+    expect(VERIFIED not in workspace.keys(PREFIX), f"{VERIFIED} was written although {key} was corrupted")
+    expect(run.returncode == 30, f"the run exited {run.returncode}, not 30 (task failed)")
+    errors = [line for line in output.splitlines() if "Error:" in line or "error:" in line]
+    expect(key in output, f"the output does not name {key}; its errors: {errors[-3:]}")
+
+    workspace.proxy.clear()  # type: ignore[union-attr]
+    luigi_ok(workspace, "VerifyDay", "--date", DAY.isoformat())
+    assert_days_exact(workspace, emulator, [DAY])
+
+
+CORRUPTED_AND_VERIFIED = (
+    "Today the corruption is verified: the run exits 0 and writes {verified}, the flipped object "
+    "stays in S3 (moto keeps the bytes it received; UploadDay takes the ETag S3 answered as proof)"
+)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=ContractBroken, reason=CORRUPTED_AND_VERIFIED.format(verified=VERIFIED)
+)
+def test_a_byte_flipped_in_a_data_put_is_caught_and_the_rerun_repairs_it(
+    proxied_workspace: Workspace, emulator: Emulator
+) -> None:
+    rule = proxied_workspace.proxy.add(  # type: ignore[union-attr]
+        Rule(FLIP, method="PUT", path=DATA_PATH, query_excludes=("uploadId=",))
+    )
+    run = proxied_workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert_caught_and_repaired(proxied_workspace, emulator, rule, run)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=ContractBroken, reason=CORRUPTED_AND_VERIFIED.format(verified=VERIFIED)
+)
+@pytest.mark.parametrize("emulator", [BIG], indirect=True, ids=["big"])
+def test_a_byte_flipped_in_one_uploaded_part_is_caught_and_the_rerun_repairs_it(
+    proxied_workspace: Workspace, emulator: Emulator
+) -> None:
+    proxied_workspace.configure("storage", part_size_mib=5)
+    rule = proxied_workspace.proxy.add(Rule(FLIP, method="PUT", path=DATA_PATH, query="partNumber="))  # type: ignore[union-attr]
+    run = proxied_workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert_caught_and_repaired(proxied_workspace, emulator, rule, run)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ContractBroken,
+    reason=(
+        "Today the run exits 30 without a verified marker, but the output does not name "
+        f"{UPLOADED}: only botocore's 'FlexibleChecksumError: Expected checksum ... did not match "
+        "calculated checksum' when VerifyDay GETs the marker (moto stored the flipped body under the "
+        "CRC32 botocore computed of the unflipped one, and the response check catches it)"
+    ),
+)
+def test_a_byte_flipped_in_the_upload_marker_is_caught_and_the_rerun_repairs_it(
+    proxied_workspace: Workspace, emulator: Emulator
+) -> None:
+    rule = proxied_workspace.proxy.add(Rule(FLIP, method="PUT", path=f"/{UPLOADED}"))  # type: ignore[union-attr]
+    run = proxied_workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
+    assert_caught_and_repaired(proxied_workspace, emulator, rule, run)
