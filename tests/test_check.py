@@ -108,3 +108,16 @@ def test_a_denied_permission_is_named_with_its_iam_action_and_consequence(
     ) == 0
     if code == 0:
         assert "Ready, without:" in text and step.without in text
+
+
+@pytest.mark.parametrize("s3_backend", ["s3rver-http"], indirect=True)
+def test_a_store_without_multipart_listing_or_abort_is_ready_with_what_that_means(
+    backend_workspace: Workspace, emulator: Emulator
+) -> None:
+    run = run_check(backend_workspace)
+    assert run.returncode == 0, run.stdout + run.stderr
+    listing, abort = row(run.stdout, "list multipart uploads"), row(run.stdout, "abort a multipart upload")
+    assert listing.split()[0] == "missing" and "NotImplemented" in listing and "lifecycle rule" in listing
+    assert abort.split()[0] == "missing" and "MethodNotAllowed" in abort
+    assert "Ready, without:" in run.stdout
+    assert backend_workspace.keys() == {}

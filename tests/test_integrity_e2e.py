@@ -7,9 +7,8 @@ or not, as a careless store or a broken middlebox would. The contract: the run e
 failed), no `_verified/<date>.json` exists, the output names the object's key, and a rerun
 without the fault leaves S3 exact and verified.
 
-Today the corruption is verified (issue 9): each case is xfail(strict=True, raises=ContractBroken)
-with what was observed. A test whose fault did not happen fails outright (a plain assert), not
-as the expected failure.
+Under `upload_proof = auto` (etag on moto's endpoint) each request's ETag must be the MD5 of what
+was sent: a flipped part aborts its multipart upload, a flipped PUT or marker is removed again.
 """
 
 from __future__ import annotations
@@ -28,15 +27,6 @@ from tests.test_stores_e2e import BIG, PREFIX, assert_days_exact, luigi_ok
 VERIFIED = f"{PREFIX}_verified/{DAY.isoformat()}.json"
 UPLOADED = f"{PREFIX}_uploaded/{DAY.isoformat()}.json"
 DATA_PATH = f"/{PREFIX}{DAY.isoformat()}/"
-
-
-class ContractBroken(AssertionError):
-    """The pipeline did not keep the integrity contract (as opposed to the test's own set-up failing)."""
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise ContractBroken(message)
 
 
 @pytest.fixture
@@ -58,25 +48,16 @@ def assert_caught_and_repaired(
     assert len(rule.applied) == 1, f"the proxy flipped {len(rule.applied)} bytes, not one: {rule}"
     key = key_of(workspace, rule.applied[0])
     output = run.stdout + run.stderr
-    expect(VERIFIED not in workspace.keys(PREFIX), f"{VERIFIED} was written although {key} was corrupted")
-    expect(run.returncode == 30, f"the run exited {run.returncode}, not 30 (task failed)")
+    assert VERIFIED not in workspace.keys(PREFIX), f"{VERIFIED} was written although {key} was corrupted"
+    assert run.returncode == 30, f"the run exited {run.returncode}, not 30 (task failed)"
     errors = [line for line in output.splitlines() if "Error:" in line or "error:" in line]
-    expect(key in output, f"the output does not name {key}; its errors: {errors[-3:]}")
+    assert key in output, f"the output does not name {key}; its errors: {errors[-3:]}"
 
     workspace.proxy.clear()  # type: ignore[union-attr]
     luigi_ok(workspace, "VerifyDay", "--date", DAY.isoformat())
     assert_days_exact(workspace, emulator, [DAY])
 
 
-CORRUPTED_AND_VERIFIED = (
-    "Today the corruption is verified: the run exits 0 and writes {verified}, the flipped object "
-    "stays in S3 (moto keeps the bytes it received; UploadDay takes the ETag S3 answered as proof)"
-)
-
-
-@pytest.mark.xfail(
-    strict=True, raises=ContractBroken, reason=CORRUPTED_AND_VERIFIED.format(verified=VERIFIED)
-)
 def test_a_byte_flipped_in_a_data_put_is_caught_and_the_rerun_repairs_it(
     proxied_workspace: Workspace, emulator: Emulator
 ) -> None:
@@ -87,9 +68,6 @@ def test_a_byte_flipped_in_a_data_put_is_caught_and_the_rerun_repairs_it(
     assert_caught_and_repaired(proxied_workspace, emulator, rule, run)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ContractBroken, reason=CORRUPTED_AND_VERIFIED.format(verified=VERIFIED)
-)
 @pytest.mark.parametrize("emulator", [BIG], indirect=True, ids=["big"])
 def test_a_byte_flipped_in_one_uploaded_part_is_caught_and_the_rerun_repairs_it(
     proxied_workspace: Workspace, emulator: Emulator
@@ -100,16 +78,6 @@ def test_a_byte_flipped_in_one_uploaded_part_is_caught_and_the_rerun_repairs_it(
     assert_caught_and_repaired(proxied_workspace, emulator, rule, run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ContractBroken,
-    reason=(
-        "Today the run exits 30 without a verified marker, but the output does not name "
-        f"{UPLOADED}: only botocore's 'FlexibleChecksumError: Expected checksum ... did not match "
-        "calculated checksum' when VerifyDay GETs the marker (moto stored the flipped body under the "
-        "CRC32 botocore computed of the unflipped one, and the response check catches it)"
-    ),
-)
 def test_a_byte_flipped_in_the_upload_marker_is_caught_and_the_rerun_repairs_it(
     proxied_workspace: Workspace, emulator: Emulator
 ) -> None:

@@ -2,9 +2,9 @@
 
 Each scenario drives the real `luigi` command (or `python -m amp_luigi status`) against one backend
 and asserts S3's exact content: the data keys and their bytes (equal to the members the emulator
-served, or their NDJSON), both markers parseable JSON, nothing else under the prefix. A scenario
-that fails on a backend today is marked xfail(strict=True) for that backend with the failure seen,
-so the mark must be removed the moment the product side makes it pass.
+served, or their NDJSON), both markers parseable JSON, nothing else under the prefix. s3rver
+implements no multipart listing or abort and keeps an aws-chunked body's framing: the markers and
+the clean-up must work there all the same.
 """
 
 from __future__ import annotations
@@ -30,26 +30,6 @@ BIG = {
     "padding_bytes": 6000,
     "empty_hours": frozenset(range(2, 24)),
 }
-
-# What s3rver 3.7.1 does today to every scenario (amp-luigi's UploadDay first aborts the day's
-# abandoned multipart uploads, which needs ListMultipartUploads).
-S3RVER_NO_LIST_UPLOADS = (
-    "s3rver 3.7.1 answers ListMultipartUploads (GET /<bucket>?uploads&prefix=...) with 501 NotImplemented: "
-    "UploadDay fails 'S3 list of s3://<bucket>/python_import/<date>/ failed: NotImplemented', exit 30"
-)
-ON_S3RVER = {"s3rver_http": S3RVER_NO_LIST_UPLOADS, "s3rver_https": S3RVER_NO_LIST_UPLOADS}
-
-
-def backends(**xfails: str) -> list[object]:
-    """BACKENDS as parameters of `s3_backend`, those named (`s3rver_https=...`) xfail with the reason."""
-    marks = {name.replace("_", "-"): reason for name, reason in xfails.items()}
-    assert set(marks) <= set(BACKENDS), marks
-    return [
-        pytest.param(
-            name, id=name, marks=[pytest.mark.xfail(strict=True, reason=marks[name])] if name in marks else []
-        )
-        for name in BACKENDS
-    ]
 
 
 @pytest.fixture
@@ -96,7 +76,7 @@ def assert_days_exact(
         assert uploads.get("Uploads", []) == [], "an abandoned multipart upload is invisible but billed"
 
 
-@pytest.mark.parametrize("s3_backend", backends(**ON_S3RVER), indirect=True)
+@pytest.mark.parametrize("s3_backend", BACKENDS, indirect=True)
 def test_a_day_lands_exactly_a_stray_is_removed_status_shows_it_and_a_rerun_requests_nothing(
     backend_workspace: Workspace, emulator: Emulator
 ) -> None:
@@ -128,14 +108,14 @@ def test_a_day_lands_exactly_a_stray_is_removed_status_shows_it_and_a_rerun_requ
     assert_days_exact(backend_workspace, emulator, [DAY])
 
 
-@pytest.mark.parametrize("s3_backend", backends(**ON_S3RVER), indirect=True)
+@pytest.mark.parametrize("s3_backend", BACKENDS, indirect=True)
 def test_a_range_of_three_days_lands_exactly(backend_workspace: Workspace, emulator: Emulator) -> None:
     days = [DAY + dt.timedelta(days=n) for n in range(3)]
     luigi_ok(backend_workspace, "ExportRange", "--start", days[0].isoformat(), "--stop", "2024-03-04")
     assert_days_exact(backend_workspace, emulator, days)
 
 
-@pytest.mark.parametrize("s3_backend", backends(**ON_S3RVER), indirect=True)
+@pytest.mark.parametrize("s3_backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("emulator", [BIG], indirect=True, ids=["big"])
 def test_a_multipart_day_lands_exactly(backend_workspace: Workspace, emulator: Emulator) -> None:
     backend_workspace.configure("storage", part_size_mib=5)
@@ -144,7 +124,7 @@ def test_a_multipart_day_lands_exactly(backend_workspace: Workspace, emulator: E
     assert max(backend_workspace.keys(f"{PREFIX}{DAY.isoformat()}/").values()) > 5 * 1024 * 1024
 
 
-@pytest.mark.parametrize("s3_backend", backends(**ON_S3RVER), indirect=True)
+@pytest.mark.parametrize("s3_backend", BACKENDS, indirect=True)
 def test_keep_gzip_lands_the_members_as_served(backend_workspace: Workspace, emulator: Emulator) -> None:
     backend_workspace.configure("storage", keep_gzip=True)
     luigi_ok(backend_workspace, "VerifyDay", "--date", DAY.isoformat())
