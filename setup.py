@@ -26,6 +26,7 @@ setup(
         "test": [
             "luigi[prometheus]>=3.8,<4",  # the luigid metrics test; its parser checks --metrics-file
             "aiosmtpd>=1.4",  # a local SMTP sink for the failure e-mail test
+            "pyyaml>=6",  # the documented alert rules are read as YAML
             "moto[server,s3]>=5.1",
             "pytest>=8",
             "hypothesis>=6.100",

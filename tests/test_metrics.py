@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from amp_luigi import metrics
 from amp_luigi.metrics import Target, render, write_atomic
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
-from tests.conftest import SECRETS, Workspace
+from tests.conftest import REPO, SECRETS, Workspace
+from tests.operations_doc import example
 from tests.test_status import setup_days
 
 UTC = dt.timezone.utc
@@ -173,3 +177,51 @@ def test_status_command_writes_the_metrics_file_from_the_markers(
     }
     for secret in SECRETS:
         assert secret not in run.stdout + run.stderr + printed.stdout + printed.stderr + path.read_text()
+
+
+def luigid_metric_names() -> set[str]:
+    """The series luigi's PrometheusMetricsCollector (luigid's /metrics) declares."""
+    from luigi.contrib.prometheus_metric import PrometheusMetricsCollector
+
+    families = PrometheusMetricsCollector().registry.collect()
+    return {family.name + ("_total" if family.type == "counter" else "") for family in families}
+
+
+def test_the_documented_alert_rules_use_only_metrics_that_exist() -> None:
+    rules = yaml.safe_load(example("alert-rules"))
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert all(rule["alert"] for group in rules["groups"] for rule in group["rules"])
+    used = set(re.findall(r"\b(?:amp_)?luigi_[a-z_]+", " ".join(exprs)))
+    written = {family.name for family in text_string_to_metric_families(render([Target(LABELS, DAYS)], NOW))}
+    assert used <= written | luigid_metric_names(), used - written - luigid_metric_names()
+    assert "amp_luigi_newest_verified_day_age_seconds > 36 * 3600" in exprs
+
+
+def test_the_documented_cron_line_writes_the_metrics_file(workspace: Workspace, tmp_path: Path) -> None:
+    """docs/operations.md's cron line, its paths moved into tmp: /opt/amp-luigi is this checkout."""
+    setup_days(workspace)
+    fields = example("metrics-cron").split(maxsplit=6)
+    assert fields[:6] == ["*/15", "*", "*", "*", "*", "amp-luigi"]
+    env_file = tmp_path / "amp-luigi.env"
+    env_file.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in workspace.env.items()))
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    command = (
+        fields[6]
+        .replace("/opt/amp-luigi", str(REPO))
+        .replace("/etc/amp-luigi/amp-luigi.env", str(env_file))
+        .replace("/var/lib/node_exporter/textfile", str(textfile))
+        .replace(".venv/bin/python", sys.executable)
+    )
+    run = subprocess.run(
+        ["bash", "-c", command], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    found = parse((textfile / "amp_luigi.prom").read_text())
+    labelled = tuple(sorted({"bucket": workspace.bucket, "prefix": "python_import"}.items()))
+    assert found["amp_luigi_newest_verified_day_timestamp_seconds"] == {
+        labelled: dt.datetime(2024, 3, 2, tzinfo=UTC).timestamp()
+    }
+    for secret in SECRETS:
+        assert secret not in run.stderr
