@@ -176,7 +176,11 @@ def main(
         if metrics_file == "-":
             out.write(text)
         else:
-            metrics.write_atomic(Path(metrics_file), text)
+            try:
+                metrics.write_atomic(Path(metrics_file), text)
+            except OSError as error:  # the textfile directory missing or not writable: say so
+                print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
+                return 2
     if metrics_file != "-":
         render(days, f"s3://{bucket.name}/{prefix}/", out)
     return 1 if check and any(day.state in (MISSING, FAILED) for day in days) else 0

@@ -178,6 +178,12 @@ def test_status_command_writes_the_metrics_file_from_the_markers(
     for secret in SECRETS:
         assert secret not in run.stdout + run.stderr + printed.stdout + printed.stderr + path.read_text()
 
+    nowhere = status(workspace, "--metrics-file", str(tmp_path / "no-such-dir" / "amp_luigi.prom"))
+    assert nowhere.returncode == 2
+    assert (
+        nowhere.stderr == f"--metrics-file {tmp_path}/no-such-dir/amp_luigi.prom: No such file or directory\n"
+    )
+
 
 def luigid_metric_names() -> set[str]:
     """The series luigi's PrometheusMetricsCollector (luigid's /metrics) declares."""
