@@ -20,7 +20,7 @@ from amp_luigi import metrics
 from amp_luigi.metrics import Target, render, write_atomic
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 from tests.conftest import REPO, SECRETS, Workspace
-from tests.operations_doc import example
+from tests.operations_doc import DOC, example
 from tests.test_status import setup_days
 
 UTC = dt.timezone.utc
@@ -201,6 +201,10 @@ def test_the_documented_alert_rules_use_only_metrics_that_exist() -> None:
     written = {family.name for family in text_string_to_metric_families(render([Target(LABELS, DAYS)], NOW))}
     assert used <= written | luigid_metric_names(), used - written - luigid_metric_names()
     assert "amp_luigi_newest_verified_day_age_seconds > 36 * 3600" in exprs
+    # The page's tables and text name only metrics that exist, too.
+    named = set(re.findall(r"\b(?:amp_)?luigi_[a-z_]*[a-z]\b", DOC.read_text(encoding="utf-8")))
+    assert named <= written | luigid_metric_names(), named - written - luigid_metric_names()
+    assert written <= named, written - named  # and every metric amp-luigi writes is documented
 
 
 def test_the_documented_cron_line_writes_the_metrics_file(workspace: Workspace, tmp_path: Path) -> None:
