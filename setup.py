@@ -21,7 +21,12 @@ setup(
     extras_require={
         # luigid's task history (record_task_history) uses SQLAlchemy's 1.x API.
         "history": ["sqlalchemy>=1.4,<2"],
+        # luigid's /metrics ([scheduler] metrics_collector = prometheus) needs prometheus_client.
+        "prometheus": ["luigi[prometheus]>=3.8,<4"],
         "test": [
+            "luigi[prometheus]>=3.8,<4",  # the luigid metrics test; its parser checks --metrics-file
+            "aiosmtpd>=1.4",  # a local SMTP sink for the failure e-mail test
+            "pyyaml>=6",  # the documented alert rules are read as YAML
             "moto[server,s3]>=5.1",
             "pytest>=8",
             "hypothesis>=6.100",

@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument(
         "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
     )
+    status.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write freshness and completeness metrics in Prometheus' text format to PATH "
+        "(atomically, for node_exporter's textfile collector); '-' prints them instead of the calendar",
+    )
 
     check = commands.add_parser(
         "check",
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return check_module.main(amplitude_too=args.amplitude, out=sys.stdout)
-        return status_module.main(args.start, args.stop, check=args.check)
+        return status_module.main(args.start, args.stop, check=args.check, metrics_file=args.metrics_file)
     except AmpLuigiError as error:  # a missing setting, no bucket, access denied: say which
         print(f"amp-luigi {args.command}: {error}", file=sys.stderr)
         return 2

@@ -35,6 +35,7 @@ class DayStatus:
     events: int = 0
     objects: int = 0
     reason: str = ""
+    verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
 
     def cell(self) -> str:
         if self.state == DONE:
@@ -72,7 +73,10 @@ def collect(
         record = markers.get(day)
         if record is not None:
             objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
-            result.append(DayStatus(day, DONE if objects else EMPTY, events, objects))
+            state = DONE if objects else EMPTY
+            result.append(
+                DayStatus(day, state, events, objects, verified_at=_stamp(record.get("verified_at")))
+            )
         elif day in markers or day in uploaded or day in staged:
             why = [
                 *(["a damaged _verified marker, now removed"] if day in markers else []),
@@ -85,6 +89,15 @@ def collect(
         else:
             result.append(DayStatus(day, MISSING))
     return result
+
+
+def _stamp(value: object) -> dt.datetime | None:
+    """A marker's `verified_at` (ISO 8601, UTC), or None for a marker without one or an unreadable one."""
+    try:
+        stamp = dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=dt.timezone.utc) if stamp and stamp.tzinfo is None else stamp
 
 
 def _date(name: str) -> dt.date | None:
@@ -135,13 +148,23 @@ def _ranges(dates: list[dt.date]) -> str:
 
 
 def main(
-    start: dt.date, stop: dt.date | None = None, *, check: bool = False, out: TextIO = sys.stdout
+    start: dt.date,
+    stop: dt.date | None = None,
+    *,
+    check: bool = False,
+    metrics_file: str | None = None,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Print the calendar; with `check`, exit 1 when a day in the range is missing or failed."""
+    """Print the calendar; with `check`, exit 1 when a day in the range is missing or failed.
+
+    With `metrics_file`, also write the Prometheus metrics there (atomically); `-` prints them
+    instead of the calendar.
+    """
     from amp_luigi.settings import amplitude, staging, storage
 
     settings = storage()
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now_utc = dt.datetime.now(dt.timezone.utc)
+    now = now_utc.replace(tzinfo=None)
     newest = last_available_day(now, amplitude().availability_lag_hours)
     stop = stop or now.date()
     if stop <= start:
@@ -150,5 +173,18 @@ def main(
     bucket = settings.open_bucket()
     prefix = settings.key_prefix()
     days = collect(bucket, prefix, staging().root(), start, stop, newest)
-    render(days, f"s3://{bucket.name}/{prefix}/", out)
+    if metrics_file is not None:
+        from amp_luigi import metrics
+
+        text = metrics.render([metrics.Target({"bucket": bucket.name, "prefix": prefix}, days)], now_utc)
+        if metrics_file == "-":
+            out.write(text)
+        else:
+            try:
+                metrics.write_atomic(Path(metrics_file), text)
+            except OSError as error:  # the textfile directory missing or not writable: say so
+                print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
+                return 2
+    if metrics_file != "-":
+        render(days, f"s3://{bucket.name}/{prefix}/", out)
     return 1 if check and any(day.state in (MISSING, FAILED) for day in days) else 0

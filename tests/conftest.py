@@ -243,3 +243,17 @@ def in_process(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterato
     luigi.configuration.LuigiConfigParser._instance = None
     luigi.task_register.Register.clear_instance_cache()
     settings.reset_clients()
+
+
+# Fixtures that start a server (moto, the emulator, luigid) or need one; `workspace` and `in_process`
+# depend on them, and pytest lists the whole closure in `item.fixturenames`.
+SERVER_FIXTURES = frozenset({"moto_endpoint", "emulator", "luigid", "smtp_sink"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a server `e2e`, so `pytest -m "not e2e"` is the quick in-process
+    set that .ci/run repeats on each supported Python; tests starting servers themselves carry the
+    marker in their module."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

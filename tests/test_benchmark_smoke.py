@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # the benchmark starts the emulator and moto_server
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -26,6 +26,8 @@ import requests
 from amp_luigi.emulator import DatasetSpec, Emulator, hour_lines
 from amp_luigi.emulator.events import Dataset
 
+pytestmark = pytest.mark.e2e  # every test here serves HTTP on loopback
+
 KEY, SECRET = "test-key", "very-secret-key"
 DAY = date(2024, 3, 1)
 DAY_RANGE = ("20240301T00", "20240301T23")

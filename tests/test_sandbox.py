@@ -8,7 +8,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e  # the sandbox starts the emulator and a moto server
 
 
 def sandbox(*args: str) -> subprocess.Popen[str]:
