@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from amp_luigi.hours import last_available_day
-from amp_luigi.layout import UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
 from amp_luigi.storage import Bucket
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
@@ -34,10 +34,12 @@ class DayStatus:
     events: int = 0
     objects: int = 0
     reason: str = ""
+    parquet: bool | None = None  # None: the Parquet layer is not shown
 
     def cell(self) -> str:
         if self.state == DONE:
             text = f"{self.date.day:02d} {_short(self.events)}/{self.objects}"
+            text += " pq" if self.parquet else ""
         else:
             text = f"{self.date.day:02d} {self.state}"
         return text[: CELL - 1].ljust(CELL)
@@ -55,21 +57,34 @@ def _days(start: dt.date, stop: dt.date) -> list[dt.date]:
 
 
 def collect(
-    bucket: Bucket, prefix: str, staging_root: Path, start: dt.date, stop: dt.date, newest: dt.date
+    bucket: Bucket,
+    prefix: str,
+    staging_root: Path,
+    start: dt.date,
+    stop: dt.date,
+    newest: dt.date,
+    parquet: bool = False,
 ) -> list[DayStatus]:
-    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export."""
+    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
+
+    With `parquet`, one more listing (`_parquet/`) says which done days are converted too.
+    """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
     staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
     days = _days(start, stop)
     wanted = [day for day in days if day in verified]
     markers = dict(zip(wanted, bucket.map(lambda day: bucket.read_json(verified[day]), wanted), strict=True))
+    converted = (
+        {marker_date(key) for key in bucket.listing(marker_prefix(prefix, PARQUET_DIR))} if parquet else None
+    )
     result = []
     for day in days:
         if day in markers:
             record = markers[day]
             objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
-            result.append(DayStatus(day, DONE if objects else EMPTY, events, objects))
+            in_parquet = None if converted is None else day in converted
+            result.append(DayStatus(day, DONE if objects else EMPTY, events, objects, parquet=in_parquet))
         elif day in uploaded or day in staged:
             why = [
                 *(["an _uploaded marker without a _verified one"] if day in uploaded else []),
@@ -112,6 +127,15 @@ def render(days: list[DayStatus], where: str, out: TextIO) -> None:
     events = sum(day.events for day in days)
     objects = sum(day.objects for day in days)
     print(f"\n{states}; {events:,} events in {objects:,} objects", file=out)
+    verified = [day for day in days if day.state in (DONE, EMPTY)]
+    if any(day.parquet is not None for day in days):
+        unconverted = [day.date for day in verified if not day.parquet]
+        print(f"  Parquet: {len(verified) - len(unconverted)} of {len(verified)} verified days", file=out)
+        if unconverted:
+            print(
+                f"  not in Parquet yet: {_ranges(unconverted)}; `ExportRange --of ParquetDay` converts them",
+                file=out,
+            )
     for day in days:
         if day.state == FAILED:
             print(f"  {day.date} failed (or is running now): {day.reason}", file=out)
@@ -134,7 +158,7 @@ def main(
     start: dt.date, stop: dt.date | None = None, *, check: bool = False, out: TextIO = sys.stdout
 ) -> int:
     """Print the calendar; with `check`, exit 1 when a day in the range is missing or failed."""
-    from amp_luigi.settings import amplitude, staging, storage
+    from amp_luigi.settings import amplitude, parquet, staging, storage
 
     settings = storage()
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -145,6 +169,6 @@ def main(
         return 2
     bucket = settings.open_bucket()
     prefix = settings.key_prefix()
-    days = collect(bucket, prefix, staging().root(), start, stop, newest)
+    days = collect(bucket, prefix, staging().root(), start, stop, newest, parquet=parquet().enabled)
     render(days, f"s3://{bucket.name}/{prefix}/", out)
     return 1 if check and any(day.state in (MISSING, FAILED) for day in days) else 0

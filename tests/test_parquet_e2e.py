@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -160,3 +162,34 @@ def test_the_ddl_columns_are_the_parquet_columns(workspace: Workspace, tmp_path:
     assert [line.split("`")[1] for line in body.splitlines()] == [row[0] for row in described]
     assert "'storage.location.template' = 's3://b/python_import_parquet/dt=${dt}/'" in ddl
     assert "'projection.dt.range' = '2024-03-01,NOW'" in ddl
+
+
+def test_export_range_with_parquet_enabled_converts_and_status_and_athena_show_it(
+    workspace: Workspace, emulator
+) -> None:
+    workspace.configure("parquet", enabled=True)
+    run = workspace.luigi("ExportRange", "--start", "2024-03-01", "--stop", "2024-03-02", "--local-scheduler")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(workspace.read(MARKER))["rows"] == emulator.day_event_count(DAY)
+
+    def command(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "amp_luigi", *args],
+            cwd=workspace.path,
+            env=workspace.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for secret in SECRETS:
+            assert secret not in done.stdout + done.stderr
+        return done.stdout
+
+    status = command("status", "--start", "2024-03-01", "--stop", "2024-03-03")
+    assert " pq" in status and "Parquet: 1 of 1 verified days" in status
+    ddl = command("athena", "--database", "analytics")
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `analytics`.`events` (" in ddl
+    assert f"'storage.location.template' = 's3://{workspace.bucket}/python_import_parquet/dt=${{dt}}/'" in ddl
+    assert "org.openx.data.jsonserde.JsonSerDe" in ddl and "'mapping.insert_id' = '$insert_id'" in ddl
+    assert "'mapping.amplitude_schema' = '$schema'" in ddl
+    assert f"'storage.location.template' = 's3://{workspace.bucket}/python_import/${{dt}}/'" in ddl
