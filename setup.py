@@ -2,6 +2,8 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+PARQUET = ["duckdb>=1.1"]
+
 setup(
     name="amp-luigi",
     version="0.1.0",
@@ -19,6 +21,9 @@ setup(
         "pysimdjson>=6.0",
     ],
     extras_require={
+        # ParquetDay: DuckDB's wheel has its json and parquet extensions built in (nothing is
+        # downloaded at run time).
+        "parquet": PARQUET,
         # luigid's task history (record_task_history) uses SQLAlchemy's 1.x API.
         "history": ["sqlalchemy>=1.4,<2"],
         # luigid's /metrics ([scheduler] metrics_collector = prometheus) needs prometheus_client.
@@ -33,6 +38,9 @@ setup(
             "ruff>=0.17,<0.18",
             "mypy>=1.10",
             "types-requests",
+            *PARQUET,
+            # the tests read the Parquet as a consumer would, with pyarrow's own S3FileSystem
+            "pyarrow>=17",
         ],
     },
     entry_points={"console_scripts": ["amp-luigi=amp_luigi.__main__:main"]},

@@ -13,6 +13,7 @@ import luigi.configuration
 import luigi.tools.range
 
 from amp_luigi import luigi_defaults
+from amp_luigi.parquet_tasks import ParquetDay
 from amp_luigi.ranges import ExportRange
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
 
@@ -24,4 +25,4 @@ luigi_defaults.apply(luigi.configuration.get_config())
 gc.freeze()
 atexit.register(gc.freeze)
 
-__all__ = ["ExportDay", "ExportRange", "ExtractDay", "UploadDay", "VerifyDay"]
+__all__ = ["ExportDay", "ExportRange", "ExtractDay", "ParquetDay", "UploadDay", "VerifyDay"]

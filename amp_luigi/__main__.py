@@ -60,7 +60,28 @@ def main(argv: list[str] | None = None) -> int:
         help="also export one early hour from Amplitude, proving the keys and the region (one request)",
     )
 
+    athena = commands.add_parser(
+        "athena",
+        help="print CREATE EXTERNAL TABLE statements for the Parquet and the raw NDJSON layers",
+        description="Athena DDL with partition projection on dt, for the bucket and prefixes configured "
+        "in luigi.cfg / the environment.",
+    )
+    athena.add_argument("--database", default="amplitude", help="database (default amplitude)")
+    athena.add_argument(
+        "--table", default="events", help="table name; the raw table gets _raw (default events)"
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "athena":
+        from amp_luigi import athena as athena_module
+        from amp_luigi.errors import AmpLuigiError
+
+        try:
+            print(athena_module.statements(args.database, args.table), end="")
+        except AmpLuigiError as error:
+            print(f"amp-luigi athena: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "sandbox":
         from amp_luigi import sandbox as sandbox_module
 

@@ -11,6 +11,10 @@ S3, under `<prefix>/`:
     _uploaded/<YYYY-MM-DD>.json                               UploadDay's output, written last
     _verified/<YYYY-MM-DD>.json                               VerifyDay's output: the verified manifest
     _check/probe                                              the store probes of `upload_proof` and `check`
+    _parquet/<YYYY-MM-DD>.json                                ParquetDay's output, written last
+
+S3, under `<parquet prefix>/` (`[parquet] prefix`, default `<prefix>_parquet`), nothing but data:
+    dt=<YYYY-MM-DD>/<YYYY-MM-DD>T<HH>.parquet                 ParquetDay: one file per hour with events
 
 The markers carry the date in the file name, not a directory, because Luigi's range tools infer
 completeness by listing a marker's parent directory.
@@ -28,6 +32,7 @@ from amp_luigi.hours import HourRange
 VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
 CHECK_DIR = "_check"
+PARQUET_DIR = "_parquet"
 
 
 def partial_path(dest: Path) -> Path:
@@ -105,3 +110,34 @@ class DayLayout:
     @property
     def verified_key(self) -> str:
         return marker_prefix(self.prefix, VERIFIED_DIR) + f"{self.date.isoformat()}.json"
+
+
+@dataclass(frozen=True)
+class ParquetLayout:
+    """A day's keys in the Parquet layer. Its marker sits with the other markers under `prefix`, never
+    under `parquet_prefix`, which a table's location reads whole."""
+
+    date: dt.date
+    prefix: str
+    parquet_prefix: str
+
+    @property
+    def partition_prefix(self) -> str:
+        return join_key(self.parquet_prefix, f"dt={self.date.isoformat()}") + "/"
+
+    def hour_key(self, hour: int) -> str:
+        return self.partition_prefix + f"{self.date.isoformat()}T{hour:02d}.parquet"
+
+    @property
+    def marker_key(self) -> str:
+        return marker_prefix(self.prefix, PARQUET_DIR) + f"{self.date.isoformat()}.json"
+
+
+def parquet_location_template(parquet_prefix: str) -> str:
+    """The Athena partition projection template of the Parquet table, `${dt}` left for Athena."""
+    return join_key(parquet_prefix, "dt=${dt}") + "/"
+
+
+def raw_location_template(prefix: str) -> str:
+    """The Athena partition projection template of the raw NDJSON table: `<prefix>/${dt}/`."""
+    return join_key(prefix, "${dt}") + "/"

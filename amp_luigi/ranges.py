@@ -32,8 +32,9 @@ from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
 from amp_luigi.manifest import read_marker
+from amp_luigi.parquet_tasks import ParquetDay, parquet_layout
 from amp_luigi.progress import Progress
-from amp_luigi.settings import amplitude, storage
+from amp_luigi.settings import amplitude, parquet, storage
 from amp_luigi.tasks import DayTask, VerifyDay
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class RefreshDay(DayTask):
         verified_at = self.verified_at()
         return verified_at is not None and verified_at >= self.as_of
 
-    def run(self) -> Iterator[VerifyDay]:
+    def run(self) -> Iterator[DayTask]:
         verified_at = self.verified_at()
         if verified_at is not None and verified_at < self.as_of:
             Progress(self)(
@@ -87,8 +88,9 @@ class RefreshDay(DayTask):
             shutil.rmtree(layout.day_dir, ignore_errors=True)
             bucket = storage().open_bucket()
             bucket.delete([layout.uploaded_key])
+            bucket.delete([parquet_layout(self.date).marker_key])  # converted from the old export
             bucket.delete([layout.verified_key])
-        yield VerifyDay(self.date)
+        yield ParquetDay(self.date) if parquet().enabled else VerifyDay(self.date)
         Progress(self)(f"re-exported {self.date}", 100, final=True)
 
 
@@ -96,7 +98,11 @@ class ExportRange(RangeDaily):
     """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
     and with --refresh-days N the newest N complete days of the range again."""
 
-    of = luigi.TaskParameter(default=VerifyDay, description="The daily task to fill in (VerifyDay).")
+    of = luigi.TaskParameter(
+        default=VerifyDay,
+        description="The daily task to fill in: VerifyDay, or ParquetDay for the Parquet layer too "
+        "([parquet] enabled = true makes ParquetDay the default).",
+    )
     days_back = luigi.IntParameter(default=0, description="Ignored: --start is never clipped.")
     task_limit = luigi.IntParameter(default=100_000, description="At most this many days per run.")
     refresh_days = luigi.IntParameter(
@@ -104,6 +110,13 @@ class ExportRange(RangeDaily):
         description="Re-export the newest N days of the range on every run, for events that arrive "
         "after a day was exported; 0 (the default) exports each day once.",
     )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # [parquet] enabled makes the default daily task ParquetDay (which requires VerifyDay). The
+        # parameter keeps its default so the task id stays the same; RangeDaily reads `self.of`.
+        if self.of is VerifyDay and parquet().enabled:
+            self.of = ParquetDay  # type: ignore[assignment]
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
         return dt.datetime.combine(amplitude().first_date, dt.time())
@@ -118,7 +131,7 @@ class ExportRange(RangeDaily):
             return fill
         # Cached like RangeDaily's own requires: `as_of` is this run's start, fixed once per process.
         if not hasattr(self, "_refresh"):
-            self._refresh = self._refresh_tasks({task.date for task in fill if isinstance(task, VerifyDay)})
+            self._refresh = self._refresh_tasks({task.date for task in fill if isinstance(task, DayTask)})
         return fill + self._refresh
 
     def _refresh_tasks(self, missing: set[dt.date]) -> list[luigi.Task]:

@@ -434,3 +434,25 @@ def _luigi_client(
     # Cached because Luigi calls output() for every completeness check; `endpoint` is in the key
     # so a changed AWS_ENDPOINT_URL_S3 gets its own client.
     return luigi_client(*_aws(key, secret, attempts, threads, proof))
+
+
+class parquet(luigi.Config):
+    """The query-ready Parquet layer (ParquetDay, `pip install amp-luigi[parquet]`) and DuckDB's bounds."""
+
+    enabled = luigi.BoolParameter(
+        default=False, description="ExportRange also converts every day to Parquet (like --of ParquetDay)."
+    )
+    prefix = luigi.Parameter(
+        default="", description="Key prefix of the Parquet files; default: the storage prefix + '_parquet'."
+    )
+    memory_limit_mib = luigi.IntParameter(
+        default=256, description="DuckDB's memory limit (MiB); it spills to the temp directory beyond it."
+    )
+    threads = luigi.IntParameter(
+        default=1, description="DuckDB threads per conversion; each needs ~128 MiB more memory_limit_mib."
+    )
+
+    def key_prefix(self, storage_prefix: str) -> str:
+        # Beside the raw prefix, not inside it: a table location over the raw prefix (or this one)
+        # reads every object below it, and the two layers must not read each other's files.
+        return self.prefix.strip("/") or f"{storage_prefix}_parquet"

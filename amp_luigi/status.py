@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from amp_luigi.hours import last_available_day
-from amp_luigi.layout import UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
 from amp_luigi.manifest import read_marker
 from amp_luigi.storage import Bucket
 
@@ -36,10 +36,12 @@ class DayStatus:
     objects: int = 0
     reason: str = ""
     verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
+    parquet: bool | None = None  # None: the Parquet layer is not shown
 
     def cell(self) -> str:
         if self.state == DONE:
             text = f"{self.date.day:02d} {_short(self.events)}/{self.objects}"
+            text += " pq" if self.parquet else ""
         else:
             text = f"{self.date.day:02d} {self.state}"
         return text[: CELL - 1].ljust(CELL)
@@ -57,9 +59,18 @@ def _days(start: dt.date, stop: dt.date) -> list[dt.date]:
 
 
 def collect(
-    bucket: Bucket, prefix: str, staging_root: Path, start: dt.date, stop: dt.date, newest: dt.date
+    bucket: Bucket,
+    prefix: str,
+    staging_root: Path,
+    start: dt.date,
+    stop: dt.date,
+    newest: dt.date,
+    parquet: bool = False,
 ) -> list[DayStatus]:
-    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export."""
+    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
+
+    With `parquet`, one more listing (`_parquet/`) says which done days are converted too.
+    """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
     staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
@@ -68,14 +79,24 @@ def collect(
     markers = dict(
         zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
     )
+    converted = (
+        {marker_date(key) for key in bucket.listing(marker_prefix(prefix, PARQUET_DIR))} if parquet else None
+    )
     result = []
     for day in days:
         record = markers.get(day)
         if record is not None:
             objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
-            state = DONE if objects else EMPTY
+            in_parquet = None if converted is None else day in converted
             result.append(
-                DayStatus(day, state, events, objects, verified_at=_stamp(record.get("verified_at")))
+                DayStatus(
+                    day,
+                    DONE if objects else EMPTY,
+                    events,
+                    objects,
+                    verified_at=_stamp(record.get("verified_at")),
+                    parquet=in_parquet,
+                )
             )
         elif day in markers or day in uploaded or day in staged:
             why = [
@@ -129,6 +150,15 @@ def render(days: list[DayStatus], where: str, out: TextIO) -> None:
     events = sum(day.events for day in days)
     objects = sum(day.objects for day in days)
     print(f"\n{states}; {events:,} events in {objects:,} objects", file=out)
+    verified = [day for day in days if day.state in (DONE, EMPTY)]
+    if any(day.parquet is not None for day in days):
+        unconverted = [day.date for day in verified if not day.parquet]
+        print(f"  Parquet: {len(verified) - len(unconverted)} of {len(verified)} verified days", file=out)
+        if unconverted:
+            print(
+                f"  not in Parquet yet: {_ranges(unconverted)}; `ExportRange --of ParquetDay` converts them",
+                file=out,
+            )
     for day in days:
         if day.state == FAILED:
             print(f"  {day.date} failed (or is running now): {day.reason}", file=out)
@@ -160,7 +190,7 @@ def main(
     With `metrics_file`, also write the Prometheus metrics there (atomically); `-` prints them
     instead of the calendar.
     """
-    from amp_luigi.settings import amplitude, staging, storage
+    from amp_luigi.settings import amplitude, parquet, staging, storage
 
     settings = storage()
     now_utc = dt.datetime.now(dt.timezone.utc)
@@ -172,7 +202,7 @@ def main(
         return 2
     bucket = settings.open_bucket()
     prefix = settings.key_prefix()
-    days = collect(bucket, prefix, staging().root(), start, stop, newest)
+    days = collect(bucket, prefix, staging().root(), start, stop, newest, parquet=parquet().enabled)
     if metrics_file is not None:
         from amp_luigi import metrics
 

@@ -96,7 +96,7 @@ def product_bin(cache: Path) -> Path:
         print(f"installing amp-luigi into {venv} (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, str(REPO)], check=True)
+        subprocess.run([*pip, f"{REPO}[parquet]"], check=True)
     return venv / "bin"
 
 
@@ -615,6 +615,26 @@ def backfill(bench: Bench, days: int) -> str:
     )
 
 
+def parquet_stage(bench: Bench, emulator) -> list[str]:
+    """ParquetDay alone on a day VerifyDay landed as .json.gz: time, CPU, peak memory, sizes."""
+    _, prefix = bench.run_amp(emulator, True, "VerifyDay .json.gz")
+    staging = bench.work / "staging-parquet"
+    staging.mkdir(exist_ok=True)
+    cwd, config = bench.config(True)
+    command = [str(bench.bin / "luigi"), "--module", "amp_luigi", "--no-lock", "ParquetDay"]
+    command += ["--date", DAY.isoformat(), "--local-scheduler"]
+    run = measure("ParquetDay", command, bench.env(emulator, prefix, staging, config), cwd, staging, bench)
+    gz = sum(bench.keys(f"{prefix}/{DAY.isoformat()}/").values())
+    parquet = bench.keys(f"{prefix}_parquet/")
+    size = sum(parquet.values())
+    return [
+        "| stage | wall s | CPU s | S3 server CPU s | peak memory MiB | Parquet MiB | .json.gz MiB | Parquet / .json.gz | files |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| ParquetDay | {run.seconds:.1f} | {run.cpu:.1f} | {run.s3_cpu:.1f} | {run.max_rss / MIB:.0f} | "
+        f"{size / MIB:.1f} | {gz / MIB:.1f} | {size / gz:.2f} | {len(parquet)} |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -633,6 +653,7 @@ def main() -> None:
     parser.add_argument("--range-days", type=int, default=365)
     parser.add_argument("--tiny-days", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="only the naive vs amp-luigi table")
+    parser.add_argument("--parquet", action="store_true", help="only the ParquetDay stage (its own table)")
     parser.add_argument("--work-dir", help="default: a temporary directory")
     parser.add_argument(
         "--cache-dir",
@@ -668,6 +689,13 @@ def main() -> None:
         emulator = bench.emulator(spec_for(args.mib, args.padding), [DAY])
         zip_bytes, raw_bytes = zip_size(emulator)
         print(f"  zip {zip_bytes / MIB:.0f} MiB, NDJSON {raw_bytes / MIB:.0f} MiB", file=sys.stderr)
+        if args.parquet:
+            print(
+                f"{emulator.day_event_count(DAY)} events, {raw_bytes / MIB:.0f} MiB of NDJSON",
+                file=sys.stderr,
+            )
+            print("\n".join(parquet_stage(bench, emulator)))
+            return
         rows = day_runs(bench, emulator, args.runs, zip_bytes)
         out = [
             f"One day: {raw_bytes / MIB:.0f} MiB of NDJSON events in a {zip_bytes / MIB:.0f} MiB zip, "
