@@ -13,9 +13,8 @@ import luigi.configuration
 import luigi.tools.range
 
 from amp_luigi import luigi_defaults
-from amp_luigi.parquet_tasks import ParquetDay
 from amp_luigi.ranges import ExportRange
-from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
+from amp_luigi.tasks import ExportDay, ExtractDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
 
 luigi_defaults.apply(luigi.configuration.get_config())
 
@@ -25,4 +24,4 @@ luigi_defaults.apply(luigi.configuration.get_config())
 gc.freeze()
 atexit.register(gc.freeze)
 
-__all__ = ["ExportDay", "ExportRange", "ExtractDay", "ParquetDay", "UploadDay", "VerifyDay"]
+__all__ = ["ExportDay", "ExportRange", "ExtractDay", "ParquetDay", "RefreshDay", "UploadDay", "VerifyDay"]

@@ -22,7 +22,7 @@ import botocore.exceptions
 from amp_luigi.errors import AmpLuigiError, TooLargeError
 from amp_luigi.hours import HourRange
 from amp_luigi.layout import probe_key
-from amp_luigi.storage import DENIED, Bucket, error_code
+from amp_luigi.s3 import DENIED, Bucket, error_code
 
 OK, MISSING, FAILED = "ok", "missing", "FAILED"
 # Answers that mean "not granted" or "this store has no such operation" (s3rver: 501 NotImplemented).

@@ -51,7 +51,12 @@ class VerificationError(FatalError):
 
 
 class StaleStateError(FatalError):
-    """A manifest or marker an earlier run wrote is in a form this version does not read."""
+    """A stage's output an earlier run wrote cannot be read (damaged, or a form this version does not
+    read); the stage that reads it discards the stage that wrote it, so the next run writes it anew."""
+
+
+class NewerRecordError(FatalError):
+    """A record was written by a newer amp-luigi: kept as it is, this version stops."""
 
 
 class IntegrityError(FatalError):

@@ -98,6 +98,11 @@ class DayLayout:
     def data_prefix(self) -> str:
         return join_key(self.prefix, self.date.isoformat()) + "/"
 
+    @property
+    def object_format(self) -> str:
+        """The data objects' form, as the markers record it."""
+        return "json.gz" if self.keep_gzip else "json"
+
     def object_key(self, member: str) -> str:
         """`<prefix>/<date>/<member>.json`, or the member's own name when gzip is kept."""
         name = member if self.keep_gzip else member[: -len(".gz")]

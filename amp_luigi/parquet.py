@@ -30,9 +30,9 @@ import botocore.exceptions
 from amp_luigi import checksum
 from amp_luigi.errors import ConfigError, FatalError, VerificationError
 from amp_luigi.layout import ParquetLayout
-from amp_luigi.manifest import ExpectedObject
 from amp_luigi.parquet_schema import COLUMNS, EXTRA, SCHEMA_VERSION, Column
-from amp_luigi.storage import Bucket, explain
+from amp_luigi.records import ExpectedObject
+from amp_luigi.s3 import Bucket, explain
 from amp_luigi.verify import differences
 
 # Amplitude's member names carry the hour unpadded: `187520_2024-03-01_5#0.json(.gz)`.

@@ -19,16 +19,6 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 
-# The JSON value types (DuckDB's json_type names) each column type accepts; anything else fails the
-# day. DuckDB's casts alone would turn 1.5 into a BIGINT 2 or `true` into 1 without a word.
-ACCEPTS = {
-    "VARCHAR": ("VARCHAR",),
-    "BIGINT": ("BIGINT", "UBIGINT"),
-    "DOUBLE": ("DOUBLE", "BIGINT", "UBIGINT"),
-    "BOOLEAN": ("BOOLEAN",),
-    "TIMESTAMPTZ": ("VARCHAR",),  # and it must parse as a time
-    "JSON": None,  # any value, kept as JSON text
-}
 # Athena (Hive DDL) types of the Parquet columns. JSON is a string there: query it with
 # json_extract_scalar(event_properties, '$.screen.name').
 ATHENA_TYPES = {
@@ -45,7 +35,7 @@ ATHENA_TYPES = {
 class Column:
     field: str  # the top-level field of the Amplitude event
     name: str  # the column in the Parquet files and the Athena table
-    type: str  # a DuckDB type, a key of ACCEPTS
+    type: str  # a DuckDB type, a key of ATHENA_TYPES
 
     @property
     def athena_type(self) -> str:

@@ -1,4 +1,4 @@
-"""ExportRange: the project's gap filler, Luigi's RangeDaily without its traps; RefreshDay for late data.
+"""ExportRange: the project's gap filler, Luigi's RangeDaily without its traps, and late data.
 
 Luigi's RangeDaily clips `--start` to `days_back` (100) days ago and requires at most `task_limit`
 (50) days per run, both silently, and with `days_forward=0` it includes today's unfinished day. Here
@@ -9,89 +9,23 @@ per day.
 
 Amplitude keeps accepting events for a day after it ends (a device that was offline uploads them
 later), so a day exported on the morning after can still grow. `--refresh-days N` re-exports the
-newest N days of the range that are already complete, on every run, through RefreshDay. Luigi calls
-a task complete when its output exists, so a complete day cannot simply be run again: RefreshDay is
-complete when the day's verified marker was written at or after the run's start (`as_of`), and its
-run() removes the day's markers and staging only while the marker is older than that, then requires
-VerifyDay as a dynamic dependency. Luigi runs run() again from the start once VerifyDay is done; by
-then the marker is new, so nothing is removed twice. UploadDay deletes the objects the new export
-no longer names and overwrites the others under the same keys, so S3 ends up holding exactly the
-new export, without duplicates.
+newest N days of the range that are already complete, on every run, through RefreshDay (in
+amp_luigi.tasks: a complete day cannot simply be run again, since Luigi calls a task complete when
+its output exists). UploadDay deletes the objects the new export no longer names and overwrites the
+others under the same keys, so S3 ends up holding exactly the new export, without duplicates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import shutil
 import time
-from collections.abc import Iterator
 
 import luigi
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
-from amp_luigi.manifest import read_marker
-from amp_luigi.parquet_tasks import ParquetDay, parquet_layout
-from amp_luigi.progress import Progress
-from amp_luigi.settings import amplitude, parquet, storage
-from amp_luigi.tasks import DayTask, VerifyDay
-
-logger = logging.getLogger(__name__)
-
-
-class RefreshDay(DayTask):
-    """Exports an already verified day again, replacing its objects in S3 exactly.
-
-    Input: none up front; VerifyDay(date) as a dynamic dependency. Output: none of its own. Complete
-    when the day's verified marker says `verified_at` >= `as_of`, i.e. the day was exported (again)
-    during this run or later. Before requiring VerifyDay it removes the day's staging directory, its
-    `_uploaded/` marker and, last, its `_verified/` marker: until that one is gone a crash here
-    repeats the removal on the next run, and after it the normal gap filling covers the day.
-    """
-
-    as_of = luigi.DateSecondParameter(
-        description="The run's start (UTC): a day verified before this moment is exported again."
-    )
-
-    @property
-    def resources(self) -> dict[str, int]:  # type: ignore[override]
-        # One refresh of a day at a time, whatever its as_of (overlapping runs): a second one that
-        # started while the first was removing markers would remove the first one's new download.
-        return {f"amp_refresh_{self.date.isoformat()}": 1}
-
-    def verified_at(self) -> dt.datetime | None:
-        """When the day's verified marker was written (naive UTC), or None without a marker."""
-        marker = read_marker(storage().open_bucket(), self.layout().verified_key)
-        if marker is None:
-            return None
-        stamp = marker.get("verified_at")
-        if not stamp:
-            return dt.datetime.min  # written before markers carried the time: refresh it
-        moment = dt.datetime.fromisoformat(stamp)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return moment
-
-    def complete(self) -> bool:
-        verified_at = self.verified_at()
-        return verified_at is not None and verified_at >= self.as_of
-
-    def run(self) -> Iterator[DayTask]:
-        verified_at = self.verified_at()
-        if verified_at is not None and verified_at < self.as_of:
-            Progress(self)(
-                f"removing the markers of {self.date} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
-            )
-            logger.info("%s: re-exporting for late events (verified at %s)", self.date, verified_at)
-            layout = self.layout()
-            shutil.rmtree(layout.day_dir, ignore_errors=True)
-            bucket = storage().open_bucket()
-            bucket.delete([layout.uploaded_key])
-            bucket.delete([parquet_layout(self.date).marker_key])  # converted from the old export
-            bucket.delete([layout.verified_key])
-        yield ParquetDay(self.date) if parquet().enabled else VerifyDay(self.date)
-        Progress(self)(f"re-exported {self.date}", 100, final=True)
+from amp_luigi.settings import amplitude, parquet
+from amp_luigi.tasks import DayTask, ParquetDay, RefreshDay, VerifyDay
 
 
 class ExportRange(RangeDaily):

@@ -35,7 +35,8 @@ import boto3
 
 from amp_luigi import luigi_defaults
 from amp_luigi.layout import VERIFIED_DIR, marker_prefix
-from amp_luigi.storage import Bucket
+from amp_luigi.records import DayRecord, read_marker
+from amp_luigi.s3 import Bucket
 
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "python_import"
@@ -234,12 +235,12 @@ class Sandbox:
             check=False,
         )
 
-    def verified(self) -> dict[str, dict[str, Any]]:
+    def verified(self) -> dict[dt.date, DayRecord]:
         """The verified markers, by day: what VerifyDay proved S3 holds."""
         bucket = Bucket(self.s3, self.bucket)
         keys = sorted(bucket.listing(marker_prefix(PREFIX, VERIFIED_DIR)))
-        records = [bucket.read_json(key) for key in keys]
-        return {record["date"]: record for record in records}
+        records = [read_marker(bucket, key) for key in keys]
+        return {record.date: record for record in records if record is not None}
 
     def object_count(self) -> int:
         return len(Bucket(self.s3, self.bucket).listing(f"{PREFIX}/"))
@@ -392,11 +393,9 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
     print(f"\nData landed in s3://{box.bucket}/{PREFIX}/ (endpoint {box.s3_endpoint}):")
     print(f"  {'day':<10}  {'objects':>7}  {'events':>8}  {'bytes':>10}")
     for day, record in markers.items():
-        print(
-            f"  {day:<10}  {record['object_count']:>7}  {record['events']:>8,}  {_human(record['bytes']):>10}"
-        )
-    total_events = sum(record["events"] for record in markers.values())
-    total_objects = sum(record["object_count"] for record in markers.values())
+        print(f"  {day!s:<10}  {len(record.objects):>7}  {record.events:>8,}  {_human(record.bytes):>10}")
+    total_events = sum(record.events for record in markers.values())
+    total_objects = sum(len(record.objects) for record in markers.values())
     print(
         f"  {len(markers)} day(s), {total_objects} data object(s), {total_events:,} events; "
         f"{box.object_count()} keys in the bucket with the _uploaded/ and _verified/ markers"
@@ -407,7 +406,7 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
     second = box.luigi(*command)
     _print_run("Run 2: the same command again", command, second, time.monotonic() - began)
     after = box.verified()
-    skipped = [day for day in markers if after.get(day, {}).get("verified_at") == markers[day]["verified_at"]]
+    skipped = [day for day in markers if day in after and after[day].verified_at == markers[day].verified_at]
     for day in markers:
         state = "skipped, verified marker unchanged" if day in skipped else "RUN AGAIN"
         print(f"  {day}: {state}")

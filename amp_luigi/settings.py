@@ -19,16 +19,15 @@ from typing import Any
 import boto3
 import botocore.config
 import luigi
-from luigi.contrib.s3 import S3Client
 from luigi.parameter import ParameterVisibility
 
-from amp_luigi.amplitude import ExportClient, RetryPolicy
-from amp_luigi.archive import Limits
 from amp_luigi.errors import ConfigError
+from amp_luigi.export_client import ExportClient, RetryPolicy
 from amp_luigi.layout import probe_key
+from amp_luigi.members import Limits
 from amp_luigi.proof import CHOICES as PROOFS
 from amp_luigi.proof import Proof, resolve
-from amp_luigi.storage import Bucket, luigi_client, send_no_checksums
+from amp_luigi.s3 import Bucket, send_no_checksums
 from amp_luigi.validation import (
     Setting,
     at_least,
@@ -264,10 +263,6 @@ class storage(luigi.Config):
             probe_key=probe_key(self.key_prefix()),
         )
 
-    def target_client(self) -> S3Client:
-        """A luigi S3Client over the same session, for the S3Target markers; one per process."""
-        return _luigi_client(*self._client_key())
-
     def _client_key(self) -> tuple[str, str, int, int, Proof, tuple[str, ...]]:
         return (*self._aws_keys(), self.max_attempts, self.upload_threads, self.proof(), _endpoint_env())
 
@@ -322,6 +317,8 @@ def problems(*, exporting: bool) -> list[str]:
     if unreadable:
         return unreadable
     found = [*amplitude().problems(exporting=exporting), *storage().problems(), *staging().problems()]
+    if not found:
+        found = parquet().problems(storage().key_prefix())
     lag = amplitude().availability_lag_hours
     if not found and lag < AMPLITUDE_LAG_HOURS and lag not in _warned:
         _warned.add(lag)
@@ -338,7 +335,7 @@ def _unreadable() -> list[str]:
     """Values luigi.cfg holds that their type cannot parse (Luigi itself would raise a bare ValueError)."""
     config = luigi.configuration.get_config()
     found = []
-    for section in (amplitude, storage, staging):
+    for section in (amplitude, storage, staging, parquet):
         name = section.get_task_family()
         for option, parameter in section.get_params():
             raw = config.get(name, option, None)
@@ -404,7 +401,7 @@ def client_config(attempts: int, threads: int, proof: Proof) -> botocore.config.
 
 def reset_clients() -> None:
     """Forget the cached sessions, clients and validation, e.g. between in-process tests."""
-    for cached in (_session, _s3_client, _luigi_client, validated):
+    for cached in (_session, _s3_client, validated):
         cached.cache_clear()
 
 
@@ -427,15 +424,6 @@ def _s3_client(
     return client
 
 
-@functools.lru_cache(maxsize=8)
-def _luigi_client(
-    key: str, secret: str, attempts: int, threads: int, proof: Proof, endpoint: tuple[str, ...]
-) -> S3Client:
-    # Cached because Luigi calls output() for every completeness check; `endpoint` is in the key
-    # so a changed AWS_ENDPOINT_URL_S3 gets its own client.
-    return luigi_client(*_aws(key, secret, attempts, threads, proof))
-
-
 class parquet(luigi.Config):
     """The query-ready Parquet layer (ParquetDay, `pip install amp-luigi[parquet]`) and DuckDB's bounds."""
 
@@ -455,4 +443,25 @@ class parquet(luigi.Config):
     def key_prefix(self, storage_prefix: str) -> str:
         # Beside the raw prefix, not inside it: a table location over the raw prefix (or this one)
         # reads every object below it, and the two layers must not read each other's files.
-        return self.prefix.strip("/") or f"{storage_prefix}_parquet"
+        return key_prefix(self.prefix, Setting("parquet", "prefix")) or f"{storage_prefix}_parquet"
+
+    def problems(self, storage_prefix: str) -> list[str]:
+        return _failures(
+            [
+                lambda: _apart(self.key_prefix(storage_prefix), storage_prefix),
+                lambda: at_least(self.memory_limit_mib, 64, Setting("parquet", "memory_limit_mib")),
+                lambda: between(self.threads, 1, 64, Setting("parquet", "threads")),
+            ]
+        )
+
+
+def _apart(parquet_prefix: str, raw_prefix: str) -> None:
+    """Neither layer's prefix may hold the other: a table over one would read the other's files."""
+    inside = (parquet_prefix + "/").startswith(raw_prefix + "/") or (raw_prefix + "/").startswith(
+        parquet_prefix + "/"
+    )
+    if inside:
+        raise ConfigError(
+            f"[parquet] prefix = {parquet_prefix!r} and AMP_S3_PREFIX ([storage] prefix) = {raw_prefix!r} "
+            "overlap: a table over one would read the other's files. Give the Parquet layer a prefix of its own."
+        )

@@ -20,8 +20,8 @@ from typing import TextIO
 
 from amp_luigi.hours import last_available_day
 from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
-from amp_luigi.manifest import read_marker
-from amp_luigi.storage import Bucket
+from amp_luigi.records import read_marker
+from amp_luigi.s3 import Bucket
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -86,7 +86,7 @@ def collect(
     for day in days:
         record = markers.get(day)
         if record is not None:
-            objects, events = int(record.get("object_count", 0)), int(record.get("events", 0))
+            objects, events = len(record.objects), record.events
             in_parquet = None if converted is None else day in converted
             result.append(
                 DayStatus(
@@ -94,7 +94,9 @@ def collect(
                     DONE if objects else EMPTY,
                     events,
                     objects,
-                    verified_at=_stamp(record.get("verified_at")),
+                    verified_at=record.verified_at.replace(tzinfo=dt.timezone.utc)
+                    if record.verified_at
+                    else None,
                     parquet=in_parquet,
                 )
             )
@@ -110,15 +112,6 @@ def collect(
         else:
             result.append(DayStatus(day, MISSING))
     return result
-
-
-def _stamp(value: object) -> dt.datetime | None:
-    """A marker's `verified_at` (ISO 8601, UTC), or None for a marker without one or an unreadable one."""
-    try:
-        stamp = dt.datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=dt.timezone.utc) if stamp and stamp.tzinfo is None else stamp
 
 
 def _date(name: str) -> dt.date | None:

@@ -1,66 +1,50 @@
 """The pipeline: four tasks per UTC day, each complete exactly when its own output exists.
 
-    ExportDay -> ExtractDay -> UploadDay -> VerifyDay
+    ExportDay -> ExtractDay -> UploadDay -> VerifyDay -> ParquetDay (optional)
+    RefreshDay: a verified day exported again, for late events
 
 A finished day is skipped without a single request to Amplitude (VerifyDay's S3 marker exists), and a
-failed one resumes at the stage that failed, because every earlier stage left its output behind. The
-only parameter is the date: credentials and settings live in luigi.cfg or the environment, never in
-task parameters, which the central scheduler shows to anyone.
+failed one resumes at the stage that failed, because every earlier stage left its output behind.
+Each task wires its stage (a plain function in the module of the same name) to its input and
+output. One recovery rule: a task that finds its input bad (damaged, unreadable, changed, or not
+what S3 holds) discards the task that made it, with `discard()`, and fails naming what it found;
+the next run makes that input again. The only parameter is the date: credentials and settings live
+in luigi.cfg or the environment, never in task parameters, which the central scheduler shows.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import functools
-import json
 import logging
 import shutil
-import threading
-from collections.abc import Iterable
-from typing import Any
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NoReturn
 
-import botocore.exceptions
 import luigi
-from luigi.contrib.s3 import S3Target
 
-from amp_luigi.amplitude import export_hours
-from amp_luigi.archive import extract_archives, inflate, read_chunks
-from amp_luigi.errors import (
-    ArchiveError,
-    ConfigError,
-    FatalError,
-    NotYetAvailableError,
-    StaleStateError,
-    VerificationError,
+from amp_luigi.errors import ArchiveError, ConfigError, StaleStateError, VerificationError
+from amp_luigi.export import check_exportable, export_day
+from amp_luigi.extract import extract_day
+from amp_luigi.hours import HourRange
+from amp_luigi.layout import (
+    PARQUET_DIR,
+    UPLOADED_DIR,
+    VERIFIED_DIR,
+    DayLayout,
+    ParquetLayout,
+    marker_date,
+    marker_prefix,
 )
-from amp_luigi.hours import HourRange, available_after
-from amp_luigi.layout import VERIFIED_DIR, DayLayout, marker_date, marker_prefix
-from amp_luigi.manifest import ExpectedObject, Manifest, day_record, read_marker, recorded_objects
 from amp_luigi.progress import Progress, mib
-from amp_luigi.settings import amplitude, staging, storage, validated
-from amp_luigi.storage import Bucket, explain
+from amp_luigi.records import DayRecord, read_marker, write_marker
+from amp_luigi.s3 import Bucket
+from amp_luigi.settings import amplitude, parquet, staging, storage, validated
+from amp_luigi.upload import upload_day
 from amp_luigi.verify import differences
 
 logger = logging.getLogger(__name__)
-
-
-def check_exportable(date: dt.date, now: dt.datetime | None = None) -> None:
-    """Refuse, before any request, a day Amplitude cannot export completely."""
-    settings = amplitude()
-    if date < settings.first_date:
-        raise FatalError(
-            f"{date} is before the project's first day {settings.first_date} ([amplitude] first_date): "
-            "check the date, or set first_date to the day your Amplitude project started."
-        )
-    ready = available_after(date, settings.availability_lag_hours)
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    if now < ready:
-        raise NotYetAvailableError(
-            f"{date} cannot be exported yet: Amplitude has all of it only from {ready:%Y-%m-%d %H:%M} UTC "
-            f"(the day's end plus [amplitude] availability_lag_hours = {settings.availability_lag_hours:g}); "
-            "exporting it now would mark a partial day complete. Run again after that time."
-        )
 
 
 def settings_checked() -> None:
@@ -102,8 +86,28 @@ def day_priority(date: dt.date) -> int:
     return max(0, (_LAST_DAY - date).days)
 
 
+class MarkerTarget(luigi.Target):
+    """An S3 marker as a Luigi target. exists() is one HEAD: S3Target.exists() follows a missing key
+    with a search for a "directory" of that name (four requests per check, twice per task and day)."""
+
+    def __init__(self, bucket: Bucket, key: str) -> None:
+        self.bucket, self.key = bucket, key
+
+    @property
+    def path(self) -> str:
+        return f"s3://{self.bucket.name}/{self.key}"
+
+    def exists(self) -> bool:
+        return self.bucket.exists(self.key)
+
+    def remove(self) -> None:
+        self.bucket.delete([self.key])
+
+
 class DayTask(luigi.Task):
     date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
+    # What discard() means for the next run, said when a later stage discards this one's output.
+    redo = ""
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -112,31 +116,23 @@ class DayTask(luigi.Task):
     def layout(self) -> DayLayout:
         return DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
 
-    def s3_target(self, key: str) -> S3Target:
-        return S3Target(f"s3://{storage().bucket_name()}/{key}", client=storage().target_client())
+    def marker(self, key: str) -> MarkerTarget:
+        return MarkerTarget(storage().open_bucket(), key)
 
     def complete(self) -> bool:
         settings_checked()
-        output = self.output()
-        try:
-            return self.output_holds()
-        except botocore.exceptions.ClientError as error:
-            # Luigi checks completeness while scheduling, before any task runs: say what is wrong.
-            bucket = storage().bucket_name()
-            key = str(getattr(output, "path", "")).removeprefix(f"s3://{bucket}/")
-            raise explain(error, bucket, "read", key) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise FatalError(
-                f"S3 could not be asked whether {getattr(output, 'path', output)} exists ({error}): check "
-                "the AWS credentials (ACCESS_KEY / the AWS chain), the network and AWS_ENDPOINT_URL_S3."
-            ) from error
+        return bool(self.output().exists())
 
-    def output_holds(self) -> bool:
-        """Whether this task's output exists (VerifyDay also reads it: others trust what it proves)."""
-        output = self.output()
-        if isinstance(output, S3Target):
-            return _marker_exists(output)
-        return bool(output.exists())
+    def discard(self) -> None:
+        """Remove this task's output (and what it left half done), so the next run makes it again."""
+        raise NotImplementedError
+
+    def input_is_bad(self, error: Exception) -> NoReturn:
+        """The recovery rule: the stage that made this task's input is discarded, then the day fails."""
+        made_it = self.requires()
+        assert isinstance(made_it, DayTask)
+        made_it.discard()
+        raise type(error)(f"{self.date}: {error}. {made_it.redo}") from error
 
 
 class ExportDay(DayTask):
@@ -148,6 +144,7 @@ class ExportDay(DayTask):
     """
 
     resources = {"amplitude_export": 1}  # Amplitude allows ~5 concurrent requests per project
+    redo = "The download was discarded; the next run fetches it again."
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -156,9 +153,12 @@ class ExportDay(DayTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout().export_index))
 
+    def discard(self) -> None:
+        shutil.rmtree(self.layout().export_dir, ignore_errors=True)
+
     def run(self) -> None:
-        check_exportable(self.date)
-        layout = self.layout()
+        settings = amplitude()
+        check_exportable(self.date, settings.first_date, settings.availability_lag_hours)
         progress = Progress(self)
         # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
         progress(f"requesting {self.date} from Amplitude, waiting for the first byte", 0, final=True)
@@ -168,24 +168,21 @@ class ExportDay(DayTask):
             percent = 100.0 * received / total if total else None
             progress(f"downloading {hours.label()}: {mib(received)}{of_total}", percent)
 
-        parts = export_hours(amplitude().client(), HourRange.day(self.date), layout.archive_path, on_bytes)
-        index = [
-            {"hours": part.hours.label(), "archive": part.archive.name if part.archive else None}
-            for part in parts
-        ]
-        with self.output().open("w") as out:
-            json.dump({"date": self.date.isoformat(), "parts": index}, out, indent=1)
-        size = sum(part.archive.stat().st_size for part in parts if part.archive)
-        progress(f"downloaded {len(parts)} range(s), {mib(size)}", 100, final=True)
+        layout = self.layout()
+        index = export_day(settings.client(), layout, on_bytes)
+        size = sum((layout.export_dir / part.archive).stat().st_size for part in index.ranges if part.archive)
+        progress(f"downloaded {len(index.ranges)} range(s), {mib(size)}", 100, final=True)
 
 
 class ExtractDay(DayTask):
     """Extracts and checks every `*.json.gz` member and writes the day's manifest.
 
     Input: ExportDay's archives. Output: `manifest.json` (member name, hour, sizes, CRC32s, event
-    count), written after every member passed its checks. An archive that fails them is discarded
-    with ExportDay's output, so the next run downloads it again.
+    count), written after every member passed its checks. An archive that fails them, or a damaged
+    index, is discarded with ExportDay's output, so the next run downloads it again.
     """
+
+    redo = "The extracted members were discarded; the next run extracts them again."
 
     def requires(self) -> ExportDay:
         return ExportDay(self.date)
@@ -193,8 +190,12 @@ class ExtractDay(DayTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout().manifest_path))
 
-    def run(self) -> None:
+    def discard(self) -> None:
         layout = self.layout()
+        layout.manifest_path.unlink(missing_ok=True)
+        shutil.rmtree(layout.members_dir, ignore_errors=True)
+
+    def run(self) -> None:
         progress = Progress(self)
 
         def on_member(done: int, total: int, members: int) -> None:
@@ -203,24 +204,11 @@ class ExtractDay(DayTask):
             )
 
         try:
-            ranges = _export_index(layout)
-            archives = [layout.export_dir / part["archive"] for part in ranges if part["archive"]]
-            missing = [path.name for path in archives if not path.exists()]
-            if missing:
-                raise ArchiveError(
-                    f"downloaded archive(s) {', '.join(missing)} vanished from {layout.export_dir}"
-                )
-            members = extract_archives(archives, layout.members_dir, staging().limits(), on_member)
-        except ArchiveError as error:
-            shutil.rmtree(layout.export_dir, ignore_errors=True)
-            shutil.rmtree(layout.members_dir, ignore_errors=True)
-            raise ArchiveError(
-                f"{self.date}: {error}. The download was discarded; the next run fetches it again."
-            ) from error
-        manifest = Manifest(self.date, members, ranges)
-        with self.output().open("w") as out:
-            json.dump(manifest.to_json(), out, indent=1)
-        progress(f"extracted {len(members)} member(s), {manifest.events} events", 100, final=True)
+            manifest = extract_day(self.layout(), staging().limits(), on_member)
+        except (ArchiveError, StaleStateError) as error:
+            self.discard()  # the members extracted so far
+            self.input_is_bad(error)
+        progress(f"extracted {len(manifest.members)} member(s), {manifest.events} events", 100, final=True)
 
 
 class UploadDay(DayTask):
@@ -228,58 +216,39 @@ class UploadDay(DayTask):
 
     Input: the manifest and members. Output: the S3 marker `_uploaded/<date>.json` listing the
     objects, written last. Objects under the day's prefix that the manifest does not name (left by an
-    earlier export of the day) are deleted, so a rerun never duplicates.
+    earlier export of the day) are deleted, so a rerun never duplicates. A member that changed since
+    extraction, or a damaged manifest, is discarded with ExtractDay's output.
     """
+
+    redo = "The upload marker was removed: run again to upload the day anew."
 
     def requires(self) -> ExtractDay:
         return ExtractDay(self.date)
 
-    def output(self) -> S3Target:
-        return self.s3_target(self.layout().uploaded_key)
+    def output(self) -> MarkerTarget:
+        return self.marker(self.layout().uploaded_key)
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
+        """The dates with an upload marker, from one listing (see VerifyDay.bulk_complete)."""
+        return _listed(UPLOADED_DIR, parameter_tuples)
+
+    def discard(self) -> None:
+        self.output().remove()
 
     def run(self) -> None:
-        layout = self.layout()
-        bucket = storage().open_bucket()
-        limits = staging().limits()
         progress = Progress(self)
-        uploaded = 0
-        lock = threading.Lock()
+        bucket = storage().open_bucket()
 
-        def upload(obj: ExpectedObject) -> ExpectedObject:
-            nonlocal uploaded
-            with (layout.members_dir / obj.member).open("rb") as source:
-                chunks: Iterable[bytes] = read_chunks(source)
-                if not layout.keep_gzip:
-                    chunks = inflate(chunks, obj.member, limits)
-                etag = bucket.upload(obj.key, chunks, obj.crc32, {"events": str(obj.events)})
-            with lock:
-                uploaded += 1
-                progress(
-                    f"uploaded {uploaded} of {len(expected)} object(s)", 100.0 * uploaded / len(expected)
-                )
-            return dataclasses.replace(obj, etag=etag)
+        def on_object(done: int, total: int) -> None:
+            progress(f"uploaded {done} of {total} object(s)", 100.0 * done / total)
 
-        _abort_abandoned_uploads(bucket, layout.data_prefix, self.date)
         try:
-            manifest = Manifest.load(layout.manifest_path)
-            expected = manifest.objects(layout)
-            objects = bucket.map(upload, expected)
+            record = upload_day(bucket, self.layout(), staging().limits(), on_object)
         except (ArchiveError, StaleStateError) as error:
-            # A staged member that no longer inflates or matches its checksum, or a manifest an
-            # older version wrote: extract again.
-            layout.manifest_path.unlink(missing_ok=True)
-            shutil.rmtree(layout.members_dir, ignore_errors=True)
-            raise ArchiveError(
-                f"{self.date}: {error}. The extracted members were discarded; the next run extracts them again."
-            ) from error
-        strays = sorted(set(bucket.listing(layout.data_prefix)) - {obj.key for obj in objects})
-        if strays:
-            logger.warning(
-                "%s: deleting %d object(s) no longer in the export: %s", self.date, len(strays), strays
-            )
-            bucket.delete(strays)
-        bucket.write_json(layout.uploaded_key, day_record(self.date, objects, format=_format(layout)))
-        progress(f"uploaded {len(objects)} object(s), {manifest.events} events", 100, final=True)
+            self.input_is_bad(error)
+        write_marker(bucket, self.output().key, record)
+        progress(f"uploaded {len(record.objects)} object(s), {record.events} events", 100, final=True)
 
 
 class VerifyDay(DayTask):
@@ -287,22 +256,28 @@ class VerifyDay(DayTask):
 
     Input: UploadDay's marker. Output: `_verified/<date>.json` (the date in the file name, so Luigi's
     range tools can list it), written only when every object matches by key, size and ETag and no
-    other object sits under the day's prefix. On a mismatch it removes UploadDay's marker, so the next
-    run uploads again. After success the day's staging files are removed unless [staging] keep is set.
+    other object sits under the day's prefix. Complete when that marker can be read: a damaged one is
+    removed, so the day is verified again. On a mismatch or a damaged upload marker it removes
+    UploadDay's marker, so the next run uploads again. After success the day's staging files are
+    removed unless [staging] keep is set.
     """
+
+    redo = "The day will be verified again."
 
     def requires(self) -> UploadDay:
         return UploadDay(self.date)
 
-    def output(self) -> S3Target:
-        return self.s3_target(self.layout().verified_key)
+    def output(self) -> MarkerTarget:
+        return self.marker(self.layout().verified_key)
 
-    def output_holds(self) -> bool:
-        """The verified marker is read, not only found: a damaged one is removed, the day verified again.
+    def complete(self) -> bool:
+        """The marker is read, not only found (status, RefreshDay and users read it); a GET costs a HEAD."""
+        settings_checked()
+        return self.verified() is not None
 
-        status, RefreshDay and users read it; one GET costs what a HEAD does.
-        """
-        return read_marker(storage().open_bucket(), self.layout().verified_key) is not None
+    def verified(self) -> DayRecord | None:
+        output = self.output()
+        return read_marker(output.bucket, output.key)
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
@@ -310,91 +285,153 @@ class VerifyDay(DayTask):
 
         Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
         """
-        settings_checked()
-        dates = list(parameter_tuples)
-        listing = storage().open_bucket().listing(marker_prefix(storage().key_prefix(), VERIFIED_DIR))
-        verified = {marker_date(key) for key in listing}
-        return [date for date in dates if date in verified]
+        return _listed(VERIFIED_DIR, parameter_tuples)
+
+    def discard(self) -> None:
+        self.output().remove()
 
     def run(self) -> None:
         layout = self.layout()
         progress = Progress(self)
         bucket = storage().open_bucket()
-        try:  # a marker that is not JSON (a store kept aws-chunked framing) or not this version's form
-            objects = recorded_objects(bucket.read_json(layout.uploaded_key))
-        except StaleStateError as error:
-            bucket.delete([layout.uploaded_key])
-            raise StaleStateError(
-                f"{self.date}: s3://{bucket.name}/{layout.uploaded_key}: {error}. It was removed: run again "
-                "to upload the day anew."
-            ) from error
-        problems = differences(bucket, layout.data_prefix, objects)
+        uploaded = read_marker(bucket, layout.uploaded_key)  # a damaged one is removed, and named
+        if uploaded is None:
+            self.input_is_bad(StaleStateError(f"s3://{bucket.name}/{layout.uploaded_key} could not be read"))
+        problems = differences(bucket, layout.data_prefix, uploaded.objects)
         if problems:
-            bucket.delete([layout.uploaded_key])
-            raise VerificationError(
-                f"{self.date}: S3 does not hold what was uploaded under s3://{bucket.name}/{layout.data_prefix}: "
-                + "; ".join(problems)
-                + ". The upload marker was removed: run again to upload the day anew."
+            self.input_is_bad(
+                VerificationError(
+                    f"S3 does not hold what was uploaded under s3://{bucket.name}/{layout.data_prefix}: "
+                    + "; ".join(problems)
+                )
             )
-        record = day_record(
-            self.date,
-            objects,
-            format=_format(layout),
-            verified_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-        )
-        bucket.write_json(layout.verified_key, record)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        record = DayRecord(self.date, uploaded.objects, uploaded.format, uploaded.proof, verified_at=now)
+        write_marker(bucket, layout.verified_key, record)
         if not staging().keep:
             shutil.rmtree(layout.day_dir, ignore_errors=True)
-        progress(f"verified {len(objects)} object(s), {record['events']} events", 100, final=True)
+        progress(f"verified {len(record.objects)} object(s), {record.events} events", 100, final=True)
 
 
-def _abort_abandoned_uploads(bucket: Bucket, prefix: str, date: dt.date) -> None:
-    """Best effort: without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload, only warn.
+class ParquetDay(DayTask):
+    """Converts the verified day into typed Parquet under `<parquet prefix>/dt=<date>/` (amp_luigi.parquet).
 
-    It never replaces the error of the upload itself. Some stores list no uploads for a prefix (MinIO):
-    there a lifecycle rule for incomplete multipart uploads does this job.
+    Input: VerifyDay's marker and the objects it lists, read from S3, never staging, so any day ever
+    verified converts, however old. Output: `_parquet/<date>.json` (rows, files, bytes, schema
+    version), written only after every file's footer in S3 counts the rows the verified marker
+    counts. A rerun converts again to the same keys and deletes any other file.
     """
-    try:
-        aborted = bucket.abort_uploads(prefix)
-    except FatalError as error:  # not granted, or not implemented (s3rver answers 501 NotImplemented)
-        logger.warning("%s: could not clean up multipart uploads left by a killed run: %s", date, error)
-        return
-    if aborted:
-        logger.warning(
-            "%s: aborted %d multipart upload(s) left by a killed run: %s", date, len(aborted), aborted
+
+    redo = "The Parquet marker was removed: run again to convert the day anew."
+
+    def requires(self) -> VerifyDay:
+        return VerifyDay(self.date)
+
+    def output(self) -> MarkerTarget:
+        return self.marker(self.parquet_layout().marker_key)
+
+    def parquet_layout(self) -> ParquetLayout:
+        prefix = storage().key_prefix()
+        return ParquetLayout(self.date, prefix, parquet().key_prefix(prefix))
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
+        """The dates with a Parquet marker, from one listing (see VerifyDay.bulk_complete)."""
+        return _listed(PARQUET_DIR, parameter_tuples)
+
+    def discard(self) -> None:
+        self.output().remove()
+
+    def run(self) -> None:
+        from amp_luigi.parquet import Engine, convert_day  # DuckDB only where the layer is used
+
+        layout = self.parquet_layout()
+        progress = Progress(self)
+        bucket = storage().open_bucket()
+        verified = self.requires().verified()
+        if verified is None:  # removed as damaged since scheduling: verify the day again
+            self.input_is_bad(StaleStateError(f"the verified marker of {self.date} could not be read"))
+        settings = parquet()
+        root = staging().root()
+        # Hidden and not named like a day, so the status view does not take it for a failed export.
+        work = Path(tempfile.mkdtemp(prefix=f".parquet-{self.date.isoformat()}-", dir=root))
+        try:
+            record = convert_day(
+                bucket,
+                layout,
+                verified.objects,
+                Engine(settings.memory_limit_mib, settings.threads),
+                work,
+                lambda done, total: progress(f"converted {done} of {total} hour(s)", 100.0 * done / total),
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        bucket.write_json(layout.marker_key, record)
+        progress(
+            f"{record['rows']} rows in {record['files']} Parquet file(s), {mib(record['bytes'])}",
+            100,
+            final=True,
         )
 
 
-def _marker_exists(target: S3Target) -> bool:
-    """One HEAD request. S3Target.exists() follows a missing key with a search for a "directory" of
-    that name (two GETs and a LIST): four requests per check, twice per task and day in a backfill."""
-    bucket, _, key = target.path.removeprefix("s3://").partition("/")
-    try:
-        storage().client().head_object(Bucket=bucket, Key=key)
-    except botocore.exceptions.ClientError as error:
-        if str(error.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-            _check_bucket(bucket)  # a HEAD's 404 has no body: it cannot tell a missing bucket from a key
-            return False
-        raise
-    return True
+def _listed(kind: str, dates: Iterable[dt.date]) -> list[dt.date]:
+    """The dates with a marker of `kind`, from one listing of `_<kind>/` (1,000 keys a request)."""
+    settings_checked()
+    wanted = list(dates)
+    listing = storage().open_bucket().listing(marker_prefix(storage().key_prefix(), kind))
+    found = {marker_date(key) for key in listing}
+    return [date for date in wanted if date in found]
 
 
-@functools.lru_cache(maxsize=8)
-def _check_bucket(bucket: str) -> None:
-    """Raises NoSuchBucket (a listing's error has a body) if the bucket is missing; once per process."""
-    storage().client().list_objects_v2(Bucket=bucket, MaxKeys=1)
+class RefreshDay(DayTask):
+    """Exports an already verified day again, replacing its objects in S3 exactly.
+
+    Amplitude keeps accepting events for a day after it ends, so a day exported on the morning after
+    can still grow. Input: none up front; VerifyDay(date) as a dynamic dependency. Output: none of
+    its own. Complete when the day's verified marker says `verified_at` >= `as_of`, i.e. the day was
+    exported (again) during this run or later. Its run() discards, while the marker is older than
+    `as_of`, the day's staging, its upload marker and, last, its verified marker (until that one is
+    gone a crash here repeats the removal on the next run, and after it the normal gap filling
+    covers the day), then requires VerifyDay. Luigi runs run() again from the start once VerifyDay
+    is done; by then the marker is new, so nothing is removed twice.
+    """
+
+    as_of = luigi.DateSecondParameter(
+        description="The run's start (UTC): a day verified before this moment is exported again."
+    )
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        # One refresh of a day at a time, whatever its as_of (overlapping runs): a second one that
+        # started while the first was removing markers would remove the first one's new download.
+        return {f"amp_refresh_{self.date.isoformat()}": 1}
+
+    def verified_at(self) -> dt.datetime | None:
+        """When the day's verified marker was written (naive UTC), or None without a marker."""
+        record = VerifyDay(self.date).verified()
+        if record is None:
+            return None
+        return record.verified_at or dt.datetime.min  # written before markers carried the time
+
+    def complete(self) -> bool:
+        settings_checked()
+        verified_at = self.verified_at()
+        return verified_at is not None and verified_at >= self.as_of
+
+    def run(self) -> Iterator[DayTask]:
+        verified_at = self.verified_at()
+        if verified_at is not None and verified_at < self.as_of:
+            Progress(self)(
+                f"removing the markers of {self.date} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
+            )
+            logger.info("%s: re-exporting for late events (verified at %s)", self.date, verified_at)
+            shutil.rmtree(self.layout().day_dir, ignore_errors=True)
+            for stage in refreshed_stages(self.date):
+                stage.discard()
+        yield ParquetDay(self.date) if parquet().enabled else VerifyDay(self.date)
+        Progress(self)(f"re-exported {self.date}", 100, final=True)
 
 
-def _export_index(layout: DayLayout) -> list[dict[str, Any]]:
-    """ExportDay's list of ranges; a damaged one is an ArchiveError, so the day is downloaded again."""
-    try:
-        ranges = json.loads(layout.export_index.read_bytes())["parts"]
-        if all(isinstance(part["archive"], str | None) for part in ranges):
-            return list(ranges)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ArchiveError(f"the export index {layout.export_index} is damaged ({error!r})") from error
-    raise ArchiveError(f"the export index {layout.export_index} is damaged (an archive name is not text)")
-
-
-def _format(layout: DayLayout) -> str:
-    return "json.gz" if layout.keep_gzip else "json"
+def refreshed_stages(date: dt.date) -> list[DayTask]:
+    """The S3 outputs a refresh discards, the verified marker last (see RefreshDay)."""
+    return [UploadDay(date), ParquetDay(date), VerifyDay(date)]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amp_luigi.manifest import ExpectedObject
-from amp_luigi.storage import Bucket
+from amp_luigi.records import ExpectedObject
+from amp_luigi.s3 import Bucket
 
 
 def differences(bucket: Bucket, prefix: str, expected: list[ExpectedObject]) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any
 import botocore.awsrequest
 
 import amp_luigi  # noqa: F401 - registers the tasks for the luigi command
-from amp_luigi import archive, settings, storage, tasks
+from amp_luigi import members, s3, settings, tasks
 
 _lock = threading.Lock()
 _counts: collections.Counter[str] = collections.Counter()
@@ -118,25 +118,25 @@ def _install_pauses() -> None:
 
         task.run = run  # type: ignore[method-assign]
 
-    original_inflate = archive.inflate
+    original_inflate = members.inflate
 
-    def inflate(chunks: Any, member: str, limits: Any) -> Any:
+    def inflate(chunks: Any, member: str, max_ratio: int) -> Any:
         first = True
-        for out in original_inflate(chunks, member, limits):
+        for out in original_inflate(chunks, member, max_ratio):
             if first:
                 _checkpoint("extract")
                 first = False
             yield out
 
-    archive.inflate = inflate  # type: ignore[assignment]
+    members.inflate = inflate  # type: ignore[assignment]
 
-    original_call = storage.Bucket._call
+    original_call = s3.Bucket._call
 
     def _call(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
         _checkpoint(f"s3:{getattr(operation, '__name__', '')}")
         return original_call(self, action, key, operation, **kwargs)
 
-    storage.Bucket._call = _call  # type: ignore[method-assign]
+    s3.Bucket._call = _call  # type: ignore[method-assign]
 
     def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
         _checkpoint("cleanup")

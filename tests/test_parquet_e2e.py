@@ -16,11 +16,11 @@ import pytest
 
 from amp_luigi.athena import parquet_table
 from amp_luigi.layout import ParquetLayout
-from amp_luigi.manifest import recorded_objects
 from amp_luigi.parquet import Engine, SchemaMismatchError, convert_day
 from amp_luigi.parquet_schema import table_columns
+from amp_luigi.records import DayRecord
+from amp_luigi.s3 import Bucket
 from amp_luigi.sandbox import s3_client
-from amp_luigi.storage import Bucket
 from tests.conftest import AWS_SECRET, DAY, SECRETS, Workspace
 
 PARQUET = "python_import_parquet/dt=2024-03-01/"
@@ -117,7 +117,9 @@ def test_unknown_fields_are_kept_strays_removed_and_a_bad_line_fails_naming_it(
     run_parquet_day(workspace)
     client = s3_client(workspace.env)
     bucket = Bucket(client, workspace.bucket)
-    objects = recorded_objects(json.loads(workspace.read("python_import/_verified/2024-03-01.json")))
+    objects = DayRecord.from_json(
+        json.loads(workspace.read("python_import/_verified/2024-03-01.json")), "marker"
+    ).objects
     layout = ParquetLayout(DAY, "python_import", "python_import_parquet")
     target = objects[0]
     lines = workspace.read(target.key).decode().split("\n")

@@ -18,11 +18,11 @@ import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-from amp_luigi import proof, settings, storage
+from amp_luigi import proof, s3, settings
 from amp_luigi.errors import IntegrityError, StaleStateError
-from amp_luigi.manifest import read_marker
 from amp_luigi.proof import Proof
-from amp_luigi.storage import Bucket
+from amp_luigi.records import read_marker
+from amp_luigi.s3 import Bucket
 from tests.conftest import MOCK_BUCKET as NAME
 from tests.conftest import crc32_of
 
@@ -73,7 +73,7 @@ def etag_client(mock_s3_client: Any) -> Any:
     """A client of the in-process mock configured as amp-luigi configures one for the etag proof."""
     client = boto3.client("s3", region_name="us-east-1", config=settings.client_config(3, 4, Proof.ETAG))
     client.meta.events.register_first("before-send.s3", lambda request, **_: _as_bytes(request))
-    storage.send_no_checksums(client)
+    s3.send_no_checksums(client)
     return client
 
 
@@ -159,7 +159,7 @@ def stubbed_client() -> Any:
 def test_a_store_that_refuses_a_wrong_checksum_is_probed_once_and_its_echo_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(storage, "_CHECKING_STORES", set())
+    monkeypatch.setattr(s3, "_CHECKING_STORES", set())
     client = stubbed_client()
     body = b"x\n"
     with Stubber(client) as stubber:

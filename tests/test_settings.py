@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -15,9 +16,10 @@ import luigi
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from amp_luigi import storage as storage_module
+from amp_luigi import s3 as s3_module
 from amp_luigi.errors import ConfigError
 from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
+from amp_luigi.tasks import VerifyDay
 from tests.conftest import REPO, crc32_of
 from tests.luigi_hooks import error_response
 
@@ -188,9 +190,13 @@ def test_aws_endpoint_url_is_honoured_by_the_clients(
     local_endpoint: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert storage().open_bucket().client.meta.endpoint_url == "http://127.0.0.1:9"
-    assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert (
+        VerifyDay(date=dt.date(2024, 3, 1)).output().bucket.client.meta.endpoint_url == "http://127.0.0.1:9"
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
-    assert storage().target_client().s3.meta.client.meta.endpoint_url == "http://127.0.0.1:10"
+    assert (
+        VerifyDay(date=dt.date(2024, 3, 1)).output().bucket.client.meta.endpoint_url == "http://127.0.0.1:10"
+    )
 
 
 @pytest.mark.parametrize("proof", ["checksum", "etag"])
@@ -200,7 +206,7 @@ def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(
     # Over plain HTTP, botocore's default would put a SHA-256 of the body in the signature; the
     # digest the proof sends (a CRC32 or a Content-MD5) is signed instead.
     monkeypatch.setenv("AMP_S3_UPLOAD_PROOF", proof)
-    monkeypatch.setattr(storage_module, "_CHECKING_STORES", set())
+    monkeypatch.setattr(s3_module, "_CHECKING_STORES", set())
     bucket = storage().open_bucket()
     sent: list[Any] = []
 

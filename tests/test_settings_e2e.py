@@ -83,6 +83,8 @@ CASES: list[tuple[str, dict[str, str], dict[str, dict[str, object]], list[str]]]
     ("aws-key-pair", {"SECRET_ACCESS_KEY": ""}, {}, ["Set both ACCESS_KEY and SECRET_ACCESS_KEY"]),
     ("line-limit", {}, {"staging": {"max_line_mib": 0}}, ["[staging] max_line_mib = 0"]),
     ("inflate-ratio", {}, {"staging": {"max_inflate_ratio": 0}}, ["[staging] max_inflate_ratio = 0"]),
+    ("parquet-overlap", {}, {"parquet": {"prefix": "python_import/pq"}}, ["[parquet] prefix", "overlap"]),
+    ("parquet-threads", {}, {"parquet": {"threads": 0}}, ["[parquet] threads = 0"]),
 ]
 
 

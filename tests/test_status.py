@@ -8,14 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amp_luigi.s3 import Bucket
 from amp_luigi.sandbox import s3_client
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
-from amp_luigi.storage import Bucket
 from tests.conftest import SECRETS, Workspace
 
 
 def marker(workspace: Workspace, kind: str, day: str, objects: int, events: int) -> None:
-    body = {"date": day, "objects": [], "object_count": objects, "events": events, "bytes": 10 * objects}
+    """A marker as amp-luigi writes it: `objects` objects of 10 bytes holding `events` events in all."""
+    share, rest = divmod(events, objects) if objects else (0, 0)
+    listed = [
+        {"key": f"python_import/{day}/m{n}.json", "bytes": 10, "crc32": "AAAAAA==",
+         "events": share + (n < rest), "member": f"m{n}.json.gz", "etag": '"e"'}
+        for n in range(objects)
+    ]  # fmt: skip
+    body = {"date": day, "objects": listed, "object_count": objects, "events": events, "bytes": 10 * objects}
     workspace.s3.put_object(  # type: ignore[attr-defined]
         Bucket=workspace.bucket, Key=f"python_import/{kind}/{day}.json", Body=json.dumps(body)
     )

@@ -17,9 +17,11 @@ from luigi.execution_summary import LuigiStatusCode
 
 from amp_luigi.emulator import Emulator
 from amp_luigi.errors import FatalError, NotYetAvailableError, StorageError
+from amp_luigi.export import check_exportable
 from amp_luigi.hours import HourRange, last_available_day
 from amp_luigi.ranges import ExportRange
-from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay, check_exportable
+from amp_luigi.settings import amplitude
+from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
 from tests.conftest import DAY, Workspace
 
 PREFIX = "python_import"
@@ -188,11 +190,12 @@ def test_a_day_not_yet_available_fails_before_any_request(in_process: Workspace,
 def test_a_day_is_exportable_only_after_the_availability_lag(
     in_process: Workspace, now: dt.datetime, ok: bool
 ) -> None:
+    settings = amplitude()
     if ok:
-        check_exportable(DAY, now)
+        check_exportable(DAY, settings.first_date, settings.availability_lag_hours, now)
     else:
         with pytest.raises(NotYetAvailableError, match="2024-03-02 02:00 UTC"):
-            check_exportable(DAY, now)
+            check_exportable(DAY, settings.first_date, settings.availability_lag_hours, now)
 
 
 def test_a_day_before_first_date_is_refused_as_a_typo(in_process: Workspace, emulator: Emulator) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from amp_luigi.manifest import ExpectedObject
-from amp_luigi.storage import Bucket
+from amp_luigi.records import ExpectedObject
+from amp_luigi.s3 import Bucket
 from amp_luigi.verify import differences
 from tests.conftest import MOCK_BUCKET as NAME
 from tests.conftest import crc32_of

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from amp_luigi.amplitude import ExportClient, RetryPolicy, export_hours
 from amp_luigi.emulator import Emulator
 from amp_luigi.errors import FatalError, TooLargeError
+from amp_luigi.export_client import ExportClient, RetryPolicy, export_hours
 from amp_luigi.hours import HourRange
 from tests.conftest import API_KEY, DAY, SECRET_KEY
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from amp_luigi import archive as archive_module
-from amp_luigi.archive import Limits, MemberRecord, extract_archives
+from amp_luigi import members as members_module
 from amp_luigi.emulator.faults import write_gzip_bomb
 from amp_luigi.errors import ArchiveError
+from amp_luigi.members import Limits, extract_archives
 from tests.conftest import crc32_of
 
 PROJECT = "187520"
@@ -55,7 +55,7 @@ def everything_under(root: Path) -> set[str]:
 def test_members_are_extracted_with_counts_sizes_and_checksums(
     tmp_path: Path, dest: Path, fork: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(archive_module, "FORK", fork)
+    monkeypatch.setattr(members_module, "FORK", fork)
     bodies = {member(0): ndjson(3), member(0, 1): ndjson(2, 3), member(13): ndjson(5, 5)}
     archive = write_zip(tmp_path / "a.zip", [(name, gzip.compress(data)) for name, data in bodies.items()])
 
@@ -78,11 +78,6 @@ def test_members_are_extracted_with_counts_sizes_and_checksums(
         assert (dest / record.name).read_bytes() == stored[record.name], "members are copied byte for byte"
     assert [record.hour for record in records] == [0, 0, 13]
     assert everything_under(dest) == {record.name for record in records}, "no temporary files are left"
-
-
-def test_records_survive_a_round_trip_through_json() -> None:
-    record = MemberRecord("x_2024-03-01_1#0.json.gz", 1, 3, 10, "a" * 64, 30, "b" * 64)
-    assert MemberRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
 
 
 def test_members_at_any_depth_from_several_archives_are_found(tmp_path: Path, dest: Path) -> None:

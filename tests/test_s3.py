@@ -13,7 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from amp_luigi.errors import ArchiveError, FatalError, StorageError
-from amp_luigi.storage import Bucket, Listed
+from amp_luigi.s3 import Bucket, Listed
 from tests.conftest import MOCK_BUCKET as NAME
 from tests.conftest import crc32_of
 

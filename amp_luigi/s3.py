@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 import botocore.exceptions
-from luigi.contrib.s3 import S3Client
 
 from amp_luigi import checksum
 from amp_luigi.errors import ArchiveError, FatalError, IntegrityError, StaleStateError, StorageError
@@ -60,6 +59,7 @@ OPERATION_PERMISSIONS = {
 CHECKSUM_REFUSED = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
 _PROBE_LOCK = threading.Lock()
 _CHECKING_STORES: set[tuple[str, str]] = set()  # (endpoint, bucket) proven to refuse a wrong CRC32
+_EXISTING_BUCKETS: set[tuple[str, str]] = set()  # (endpoint, bucket) found to exist
 DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 
 
@@ -114,13 +114,36 @@ class Bucket:
         self.proof = proof
         self.probe_key = probe_key
 
-    def _call(self, action: str, key: str, operation: Callable[..., T], **kwargs: Any) -> T:
+    def _call(
+        self, action: str, key: str, operation: Callable[..., Any], *, missing: Any = None, **kwargs: Any
+    ) -> Any:
+        """One request, its errors translated once for every caller; a missing key gives `missing`."""
         try:
             return operation(Bucket=self.name, **kwargs)
         except botocore.exceptions.ClientError as error:
+            if missing is not None and error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return missing
             raise explain(error, self.name, action, key) from error
         except botocore.exceptions.BotoCoreError as error:
-            raise FatalError(f"S3 {action} of s3://{self.name}/{key} failed: {error}") from error
+            raise FatalError(
+                f"S3 {action} of s3://{self.name}/{key} failed ({error}): check the AWS credentials "
+                "(ACCESS_KEY / the AWS chain), the network and AWS_ENDPOINT_URL_S3."
+            ) from error
+
+    def exists(self, key: str) -> bool:
+        """One HEAD request; a missing bucket is told apart from a missing key (a HEAD's 404 cannot)."""
+        found = self._call("read", key, self.client.head_object, Key=key, missing={})
+        if found:
+            return True
+        self._check_bucket()
+        return False
+
+    def _check_bucket(self) -> None:
+        """Raises StorageError naming the bucket if it is missing (a listing's error has a body); once."""
+        store = (str(self.client.meta.endpoint_url), self.name)
+        if store not in _EXISTING_BUCKETS:
+            self._call("list", "", self.client.list_objects_v2, MaxKeys=1)
+            _EXISTING_BUCKETS.add(store)
 
     def listing(self, prefix: str) -> dict[str, Listed]:
         """Every key under `prefix` with its size and ETag, in as few requests as S3 allows (1,000 a page)."""
@@ -341,14 +364,11 @@ class Bucket:
         return found
 
     def read_json_if_exists(self, key: str) -> dict[str, Any] | None:
-        try:
-            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) in ("NoSuchKey", "404"):
-                return None
-            raise explain(error, self.name, "read", key) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise FatalError(f"S3 read of s3://{self.name}/{key} failed: {error}") from error
+        """The JSON object at `key`, None when there is none; StaleStateError naming it when damaged."""
+        answer = self._call("read", key, self.client.get_object, Key=key, missing={})
+        if not answer:
+            return None
+        body = answer["Body"]
         with body:
             data = body.read()
         try:
@@ -426,29 +446,3 @@ def _content_md5_instead_of_checksums(request: Any, **_: Any) -> None:
     request.headers["Content-MD5"] = base64.b64encode(
         hashlib.md5(body, usedforsecurity=False).digest()
     ).decode()
-
-
-class _LazyS3Client(S3Client):
-    """luigi's S3Client over our session, its boto3 resource (a second client) built only if used.
-
-    The pipeline reads and writes its markers through Bucket; S3Target only names them.
-    """
-
-    def __init__(self, session: Any, config: Any) -> None:
-        super().__init__()
-        self._session, self._config = session, config
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = self._session.resource("s3", config=self._config)
-        return self._s3
-
-    @s3.setter
-    def s3(self, value: Any) -> None:
-        self._s3 = value
-
-
-def luigi_client(session: Any, config: Any) -> S3Client:
-    """A luigi S3Client over our own boto3 session, for the S3Target markers."""
-    return _LazyS3Client(session, config)

@@ -1,0 +1,257 @@
+"""The files the stages hand each other, typed and versioned, read and written only here.
+
+    export/parts.json          ExportIndex   ExportDay -> ExtractDay: the hour ranges and their zips
+    manifest.json              Manifest      ExtractDay -> UploadDay: every checked member
+    _uploaded/<date>.json      DayRecord     UploadDay -> VerifyDay: the objects and S3's ETags
+    _verified/<date>.json      DayRecord     VerifyDay -> users, status, RefreshDay, ParquetDay
+
+Each carries `version`. A record written before versions were (the same fields, no `version`) is
+version 1. One this amp-luigi cannot read (not JSON, truncated, another form, an older version)
+raises StaleStateError naming it, which the stage that reads it turns into "discard the stage that
+wrote it and run again"; one written by a newer amp-luigi raises NewerRecordError and is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from amp_luigi.errors import NewerRecordError, StaleStateError
+from amp_luigi.layout import DayLayout, partial_path
+from amp_luigi.s3 import Bucket
+
+logger = logging.getLogger(__name__)
+
+VERSION = 1
+T = TypeVar("T")
+
+
+def _version(data: Any, what: str) -> None:
+    """Refuses what this version cannot read: not an object, an unknown or a newer version."""
+    if not isinstance(data, dict):
+        raise StaleStateError(f"{what} is damaged: JSON, but not an object")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise StaleStateError(f"{what} has version {version!r}, a form this amp-luigi does not write")
+    if version > VERSION:
+        raise NewerRecordError(
+            f"{what} was written by a newer amp-luigi (record version {version}, this one reads {VERSION}): "
+            "upgrade amp-luigi here, or run the day where the newer version runs."
+        )
+
+
+def _parsed(what: str, build: Any, data: Any) -> Any:
+    _version(data, what)
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StaleStateError(f"{what} is not in the form this amp-luigi writes ({error!r})") from error
+
+
+def _load(path: Path, what: str, build: Any) -> Any:
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as error:  # a truncated or overwritten file: JSONDecodeError, bad UTF-8
+        raise StaleStateError(f"{what} {path} is damaged: not JSON ({error})") from error
+    return _parsed(f"{what} {path}", build, data)
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    """Written beside `path` and renamed: a reader never sees half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a day without data has no export directory yet
+    partial = partial_path(path)
+    partial.write_text(json.dumps({"version": VERSION, **data}, indent=1), encoding="utf-8")
+    os.replace(partial, path)
+
+
+@dataclass(frozen=True)
+class ExportedRange:
+    """One hour range ExportDay requested, and its zip (None: Amplitude had no data, 404)."""
+
+    hours: str
+    archive: str | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hours, str) or not isinstance(self.archive, str | None):
+            raise TypeError(f"an export range must name its hours and archive as text: {self}")
+
+
+@dataclass(frozen=True)
+class ExportIndex:
+    """ExportDay's output: the day's ranges, written after every zip is on disk in full."""
+
+    date: dt.date
+    ranges: list[ExportedRange]
+
+    def save(self, path: Path) -> None:
+        _save(path, {"date": self.date.isoformat(), "parts": [asdict(part) for part in self.ranges]})
+
+    @classmethod
+    def load(cls, path: Path) -> ExportIndex:
+        return _load(path, "the export index", cls._from_json)
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> ExportIndex:
+        return cls(dt.date.fromisoformat(data["date"]), [ExportedRange(**part) for part in data["parts"]])
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One checked member: what the manifest says about it."""
+
+    name: str
+    hour: int | None
+    events: int
+    gz_bytes: int
+    gz_crc32: str
+    json_bytes: int
+    json_crc32: str
+
+
+@dataclass(frozen=True)
+class ExpectedObject:
+    """One data object in S3: its key, size, CRC32 (as S3 writes it) and event count.
+
+    `etag` is what S3 answered to the upload: the listing's ETag of an object nobody has replaced since.
+    """
+
+    key: str
+    bytes: int
+    crc32: str
+    events: int
+    member: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """ExtractDay's output, the contract between the stages: UploadDay turns it into the objects it
+    puts in S3, and VerifyDay compares S3 with those objects."""
+
+    date: dt.date
+    members: list[MemberRecord]
+    ranges: list[ExportedRange] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(member.events for member in self.members)
+
+    def objects(self, layout: DayLayout) -> list[ExpectedObject]:
+        """The objects this manifest becomes in S3, in the output format the layout asks for."""
+        return [
+            ExpectedObject(
+                key=layout.object_key(member.name),
+                bytes=member.gz_bytes if layout.keep_gzip else member.json_bytes,
+                crc32=member.gz_crc32 if layout.keep_gzip else member.json_crc32,
+                events=member.events,
+                member=member.name,
+            )
+            for member in self.members
+        ]
+
+    def save(self, path: Path) -> None:
+        _save(
+            path,
+            {
+                "date": self.date.isoformat(),
+                "events": self.events,
+                "ranges": [asdict(part) for part in self.ranges],
+                "members": [asdict(member) for member in self.members],
+            },
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return _load(path, "the manifest", cls._from_json)
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            date=dt.date.fromisoformat(data["date"]),
+            members=[MemberRecord(**member) for member in data["members"]],
+            ranges=[ExportedRange(**part) for part in data.get("ranges", [])],
+        )
+
+
+@dataclass(frozen=True)
+class DayRecord:
+    """An S3 marker: the day's objects, how they were uploaded and proven, and when it was verified."""
+
+    date: dt.date
+    objects: list[ExpectedObject]
+    format: str = "json"  # the data objects' form: json or json.gz (keep_gzip)
+    proof: str = ""  # [storage] upload_proof in force; '' in markers from before it existed
+    verified_at: dt.datetime | None = None  # VerifyDay's moment (naive UTC); None on _uploaded/
+
+    @property
+    def events(self) -> int:
+        return sum(obj.events for obj in self.objects)
+
+    @property
+    def bytes(self) -> int:
+        return sum(obj.bytes for obj in self.objects)
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts are written out too, for people and tools that read the marker."""
+        data: dict[str, Any] = {
+            "version": VERSION,
+            "date": self.date.isoformat(),
+            "objects": [asdict(obj) for obj in self.objects],
+            "object_count": len(self.objects),
+            "events": self.events,
+            "bytes": self.bytes,
+            "format": self.format,
+            "proof": self.proof,
+        }
+        if self.verified_at is not None:
+            data["verified_at"] = self.verified_at.replace(tzinfo=dt.timezone.utc).isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, what: str) -> DayRecord:
+        return _parsed(what, cls._from_json, data)
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> DayRecord:
+        return cls(
+            date=dt.date.fromisoformat(data["date"]),
+            objects=[ExpectedObject(**obj) for obj in data["objects"]],
+            format=str(data.get("format", "json")),
+            proof=str(data.get("proof", "")),
+            verified_at=_utc(data.get("verified_at")),
+        )
+
+
+def _utc(stamp: str | None) -> dt.datetime | None:
+    """An ISO time as naive UTC; a marker from before `verified_at` was written has the earliest time."""
+    if stamp is None:
+        return None
+    moment = dt.datetime.fromisoformat(stamp)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def read_marker(bucket: Bucket, key: str) -> DayRecord | None:
+    """The marker at `key`, or None when there is none.
+
+    A damaged marker (not JSON, not a form this version reads) is removed with a warning naming it
+    and read as none, so the stage that writes it runs again instead of failing on it for ever.
+    """
+    where = f"s3://{bucket.name}/{key}"
+    try:
+        data = bucket.read_json_if_exists(key)
+        return None if data is None else DayRecord.from_json(data, where)
+    except StaleStateError as error:
+        logger.warning("%s. It was removed: the next run writes it anew.", error)
+        bucket.delete([key])
+        return None
+
+
+def write_marker(bucket: Bucket, key: str, record: DayRecord) -> None:
+    bucket.write_json(key, record.to_json())
