@@ -47,6 +47,15 @@ AWS_SECRET = "aws-secret-SHOULD-NEVER-LEAK-41aa"
 SECRETS = (SECRET_KEY, AWS_SECRET)
 DAY = dt.date(2024, 3, 1)
 MOCK_BUCKET = "amp-unit-test"
+# Emulated days. Small: ~35 members of ~25 events. Big: a few members of ~9 MiB, so with
+# part_size_mib = 5 each goes up in several parts of a multipart upload.
+SMALL = {"events_per_hour": 40, "events_per_part": 25}
+BIG = {
+    "events_per_hour": 2000,
+    "events_per_part": 1200,
+    "padding_bytes": 6000,
+    "empty_hours": frozenset(range(2, 24)),
+}
 # Test-speed knobs read after the project's own luigi.cfg (LUIGI_CONFIG_PATH) in every test.
 FAST_RETRIES = """
 [amplitude]
@@ -123,8 +132,9 @@ def s3_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, events_per_hour=40, events_per_part=25) as emu:
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """The Amplitude emulator on loopback: SMALL days, or BIG with `indirect=True` parametrization."""
+    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **getattr(request, "param", SMALL)) as emu:
         yield emu
 
 
@@ -135,7 +145,7 @@ class Workspace:
     path: Path
     env: dict[str, str]
     bucket: str
-    s3: object = field(repr=False)
+    s3: Any = field(repr=False)  # a boto3 S3 client
     backend: str = "moto-http"
     proxy: FaultProxy | None = None  # between the pipeline and S3 (proxied_workspace); self.s3 goes direct
 
@@ -169,11 +179,11 @@ class Workspace:
         )
 
     def keys(self, prefix: str = "") -> dict[str, int]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)  # type: ignore[attr-defined]
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
     def read(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
 def make_workspace(
@@ -206,16 +216,14 @@ def make_workspace(
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Iterator[Workspace]:
-    yield make_workspace(tmp_path, emulator, Backend("moto-http", moto_endpoint))
-    shutil.rmtree(tmp_path, ignore_errors=True)
+def workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Workspace:
+    return make_workspace(tmp_path, emulator, Backend("moto-http", moto_endpoint))
 
 
 @pytest.fixture
-def backend_workspace(tmp_path: Path, s3_backend: Backend, emulator: Emulator) -> Iterator[Workspace]:
+def backend_workspace(tmp_path: Path, s3_backend: Backend, emulator: Emulator) -> Workspace:
     """A workspace on each of BACKENDS in turn (`s3_backend`): the test runs once per S3."""
-    yield make_workspace(tmp_path, emulator, s3_backend)
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    return make_workspace(tmp_path, emulator, s3_backend)
 
 
 @pytest.fixture
@@ -224,7 +232,6 @@ def proxied_workspace(tmp_path: Path, moto_endpoint: str, emulator: Emulator) ->
     host, port = moto_endpoint.removeprefix("http://").rsplit(":", 1)
     with FaultProxy((host, int(port))) as proxy:
         yield make_workspace(tmp_path, emulator, Backend("moto-http", moto_endpoint), proxy=proxy)
-    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,51 +12,20 @@ import gzip
 import json
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from amp_luigi.emulator import Emulator
-from amp_luigi.hours import HourRange
-from tests.conftest import API_KEY, DAY, LUIGI, SECRET_KEY, Workspace, crc32_of
+from tests.conftest import BIG, DAY, LUIGI, SMALL, Workspace
+from tests.expect import assert_days_exact, poll
 
 PREFIX = "python_import/"
 DATA = f"{PREFIX}{DAY.isoformat()}/"
 UPLOADED = f"{PREFIX}_uploaded/{DAY.isoformat()}.json"
 VERIFIED = f"{PREFIX}_verified/{DAY.isoformat()}.json"
 DEADLINE = 60.0
-
-# Small: ~35 members of ~25 events. Big: a few members of ~9 MiB, so they go up in several 5 MiB parts.
-SMALL = {"events_per_hour": 40, "events_per_part": 25}
-BIG = {
-    "events_per_hour": 2000,
-    "events_per_part": 1200,
-    "padding_bytes": 6000,
-    "empty_hours": frozenset(range(2, 24)),
-}
-
-
-@pytest.fixture
-def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    settings = getattr(request, "param", SMALL)
-    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **settings) as emu:
-        yield emu
-
-
-def poll(condition: Callable[[], Any], what: str, process: subprocess.Popen[str] | None = None) -> Any:
-    """Wait until `condition()` is truthy; fail if the deadline passes or `process` ends first."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
-        time.sleep(0.005)  # a poll interval, not a wait for something to happen
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def start_run(workspace: Workspace, tmp_path: Path, pause: str | None = None) -> subprocess.Popen[str]:
@@ -120,37 +89,10 @@ def partial_downloads(workspace: Workspace) -> list[Path]:
     return list(export.glob(".*.partial")) if export.exists() else []
 
 
-def assert_day_exact(workspace: Workspace, emulator: Emulator) -> None:
-    """S3 holds exactly what a clean run leaves: every event once, both markers, nothing else."""
-    hours = HourRange.day(DAY)
-    expected = {
-        DATA + name.rsplit("/", 1)[-1][: -len(".gz")]: events
-        for name, events in emulator.expected_events(hours.start, hours.end)
-    }
-    keys = workspace.keys()
-    assert sorted(keys) == sorted([*expected, UPLOADED, VERIFIED])
-    uploaded = json.loads(workspace.read(UPLOADED))
-    verified = json.loads(workspace.read(VERIFIED))
-    recorded = {obj["key"]: obj for obj in verified["objects"]}
-    assert [obj["key"] for obj in uploaded["objects"]] == [obj["key"] for obj in verified["objects"]]
-    assert recorded.keys() == expected.keys()
-    insert_ids: list[str] = []
-    for key, events in expected.items():
-        body = workspace.read(key)
-        assert [json.loads(line) for line in body.splitlines()] == events, key
-        assert crc32_of(body) == recorded[key]["crc32"], key
-        insert_ids += [event["$insert_id"] for event in events]
-    assert len(insert_ids) == len(set(insert_ids)) == verified["events"] == emulator.day_event_count(DAY)
-    uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])  # type: ignore[attr-defined]
-    assert uploads == [], "an abandoned multipart upload is invisible but billed"
-    staging = workspace.data_dir / DAY.isoformat()
-    assert not list(staging.rglob("*.partial")) if staging.exists() else True
-
-
 def rerun_to_completion(workspace: Workspace, emulator: Emulator) -> None:
     run = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert_day_exact(workspace, emulator)
+    assert_days_exact(workspace, emulator)
 
 
 # (kill point, dataset): the points run in the order a day's run passes them.
@@ -187,7 +129,7 @@ def test_a_run_killed_at_a_point_recovers_exactly(
     # A worker must not outlive its run: it would keep writing into the staging directory.
     poll(lambda: not _alive(paused), f"process {paused} to end with the killed run")
     if pause.startswith("s3:upload_part"):
-        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])  # type: ignore[attr-defined]
+        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])
         assert uploads, "the kill left a multipart upload open"
 
     rerun_to_completion(workspace, emulator)
@@ -227,7 +169,7 @@ def test_a_run_killed_when_the_first_object_shows_in_s3_recovers_exactly(
     def uploading() -> bool:
         if workspace.keys(DATA):
             return True
-        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket, Prefix=DATA)  # type: ignore[attr-defined]
+        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket, Prefix=DATA)
         return bool(uploads.get("Uploads"))
 
     poll(uploading, "the first data object or multipart upload in S3", process)
@@ -246,8 +188,8 @@ def test_extra_and_corrupted_objects_fail_verification_by_name_and_the_rerun_rep
     data = sorted(workspace.keys(DATA))
     corrupted, stale = data[0], f"{DATA}187520_2024-03-01_7#9.json"
     body = workspace.read(corrupted)
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=corrupted, Body=body[: len(body) // 2])  # type: ignore[attr-defined]
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=stale, Body=b'{"stale": true}\n')  # type: ignore[attr-defined]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=corrupted, Body=body[: len(body) // 2])
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=stale, Body=b'{"stale": true}\n')
 
     verify = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
     assert verify.returncode != 0
@@ -268,8 +210,8 @@ def test_a_same_size_object_written_after_the_upload_fails_verification(
     key = sorted(workspace.keys(DATA))[-1]
     body = bytearray(workspace.read(key))
     body[10] ^= 1  # same size, different bytes, even with the metadata amp-luigi wrote copied over
-    metadata = workspace.s3.head_object(Bucket=workspace.bucket, Key=key)["Metadata"]  # type: ignore[attr-defined]
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=key, Body=bytes(body), Metadata=metadata)  # type: ignore[attr-defined]
+    metadata = workspace.s3.head_object(Bucket=workspace.bucket, Key=key)["Metadata"]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=key, Body=bytes(body), Metadata=metadata)
 
     verify = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler")
     assert verify.returncode != 0
@@ -298,7 +240,7 @@ def test_a_staged_member_changed_after_extraction_is_never_uploaded(
     assert UPLOADED not in workspace.keys(PREFIX)
     assert not (members.parent / "manifest.json").exists(), "the next run extracts again"
 
-    # assert_day_exact reads .json objects; the rerun's UploadDay deletes the .json.gz ones as strays.
+    # assert_days_exact reads .json objects; the rerun's UploadDay deletes the .json.gz ones as strays.
     workspace.configure("storage", keep_gzip="false")
     rerun_to_completion(workspace, emulator)
 
@@ -325,7 +267,7 @@ def test_a_manifest_or_marker_from_an_older_version_is_discarded_and_the_rerun_r
         manifest.write_text(json.dumps(_as_sha256_era(json.loads(manifest.read_text()), "members")))
     else:
         old = _as_sha256_era(json.loads(workspace.read(UPLOADED)), "objects")
-        workspace.s3.put_object(Bucket=workspace.bucket, Key=UPLOADED, Body=json.dumps(old).encode())  # type: ignore[attr-defined]
+        workspace.s3.put_object(Bucket=workspace.bucket, Key=UPLOADED, Body=json.dumps(old).encode())
 
     run = workspace.luigi(stage, "--date", DAY.isoformat(), "--local-scheduler")
     assert run.returncode != 0

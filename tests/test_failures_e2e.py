@@ -6,55 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from pathlib import Path
 
 from amp_luigi.emulator import Emulator
 from amp_luigi.hours import HourRange
-from tests.conftest import DAY, SECRETS, Workspace
+from tests.conftest import DAY, Workspace
+from tests.expect import assert_days_exact, files_under, no_secrets, output, run_day
 
 TASK_FAILED = 30  # luigi.cfg [retcode]
 PREFIX = "python_import"
 VERIFIED = f"{PREFIX}/_verified/{DAY}.json"
-
-
-def run_day(workspace: Workspace, day: dt.date = DAY, **env: str) -> subprocess.CompletedProcess[str]:
-    # Luigi's pid lock is keyed by the command line, machine-wide: a lock directory of the test's own
-    # keeps concurrent test runs from skipping each other's commands.
-    locks = str(workspace.path / "locks")
-    return workspace.luigi(
-        "VerifyDay", "--date", day.isoformat(), "--local-scheduler", "--lock-pid-dir", locks, env=env
-    )
-
-
-def output(run: subprocess.CompletedProcess[str]) -> str:
-    return run.stdout + run.stderr
-
-
-def no_secrets(run: subprocess.CompletedProcess[str]) -> None:
-    for secret in SECRETS:
-        assert secret not in output(run)
-
-
-def expected_objects(emulator: Emulator, day: dt.date = DAY) -> dict[str, list[dict]]:
-    hours = HourRange.day(day)
-    return {
-        f"{PREFIX}/{day}/{name.rsplit('/', 1)[-1][: -len('.gz')]}": events
-        for name, events in emulator.expected_events(hours.start, hours.end)
-    }
-
-
-def assert_day_exact(workspace: Workspace, emulator: Emulator) -> None:
-    """S3 holds every event of the day exactly once, and nothing else under the day."""
-    expected = expected_objects(emulator)
-    assert set(workspace.keys(f"{PREFIX}/{DAY}/")) == set(expected)
-    for key, events in expected.items():
-        assert [json.loads(line) for line in workspace.read(key).splitlines()] == events
-    assert json.loads(workspace.read(VERIFIED))["events"] == emulator.day_event_count(DAY)
-
-
-def files_under(root: Path) -> set[Path]:
-    return {path for path in root.rglob("*") if path.is_file() or path.is_symlink()}
 
 
 def test_bad_credentials_fail_at_once_naming_credentials_and_region(
@@ -93,7 +54,7 @@ def test_a_day_too_large_for_one_export_is_split_and_lands_exactly_once(
     assert run.returncode == 0, output(run)
     statuses = [r.status for r in emulator.requests]
     assert statuses[0] == 400 and statuses.count(400) >= 2 and 200 in statuses
-    assert_day_exact(workspace, emulator)
+    assert_days_exact(workspace, emulator)
 
 
 def test_transient_faults_are_retried_within_the_same_run(workspace: Workspace, emulator: Emulator) -> None:
@@ -102,7 +63,7 @@ def test_transient_faults_are_retried_within_the_same_run(workspace: Workspace, 
     run = run_day(workspace)
     assert run.returncode == 0, output(run)
     assert [r.fault for r in emulator.requests] == ["status", "truncate", None]
-    assert_day_exact(workspace, emulator)
+    assert_days_exact(workspace, emulator)
     no_secrets(run)
 
 
@@ -157,7 +118,7 @@ def test_a_corrupt_archive_is_discarded_and_downloaded_again_next_run(
     run = run_day(workspace)
     assert run.returncode == 0, output(run)
     assert len(emulator.requests) == 1, "the day was downloaded again"
-    assert_day_exact(workspace, emulator)
+    assert_days_exact(workspace, emulator)
 
 
 def test_member_names_reaching_outside_staging_write_nothing_outside(

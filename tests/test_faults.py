@@ -24,8 +24,8 @@ from amp_luigi.emulator import FAULT_KINDS, Emulator
 from amp_luigi.settings import storage
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
 from tests.conftest import DAY, Workspace
+from tests.expect import assert_days_exact, data_prefix, poll
 from tests.luigi_hooks import S3Faults, s3_faults
-from tests.test_crash_recovery import DATA, assert_day_exact, poll
 
 ATTEMPTS = 3  # [amplitude] max_attempts and, in tests, [storage] max_attempts
 
@@ -91,7 +91,7 @@ def test_an_amplitude_fault_within_the_retry_budget_is_survived(
     assert ok, log
     poll(lambda: len(emulator.requests) >= ATTEMPTS, "the emulator to record every attempt")
     assert sorted(str(request.fault) for request in emulator.requests) == sorted([kind, kind, "None"])
-    assert_day_exact(in_process, emulator)
+    assert_days_exact(in_process, emulator)
 
 
 @pytest.mark.parametrize("fault", AMPLITUDE_FAULTS, ids=list(AMPLITUDE_FAULTS))
@@ -117,10 +117,10 @@ def test_a_504_is_answered_by_splitting_and_a_persistent_one_points_to_the_s3_ex
     emulator.add_fault("status", times=2, status=504)
     ok, log = run_day(caplog)
     assert ok, log
-    assert_day_exact(in_process, emulator)
+    assert_days_exact(in_process, emulator)
 
     landed = in_process.keys()
-    in_process.s3.delete_objects(  # type: ignore[attr-defined]
+    in_process.s3.delete_objects(
         Bucket=in_process.bucket, Delete={"Objects": [{"Key": key} for key in landed]}
     )
     emulator.faults.clear()
@@ -163,7 +163,7 @@ def test_s3_throttling_and_transient_errors_are_retried_by_botocore(
     ok, log = run_day(caplog)
     assert ok, log
     assert s3.injected[operation] == ATTEMPTS - 1
-    assert_day_exact(in_process, emulator)
+    assert_days_exact(in_process, emulator)
 
 
 def test_s3_errors_beyond_the_retry_budget_fail_naming_the_error(
@@ -174,7 +174,9 @@ def test_s3_errors_beyond_the_retry_budget_fail_naming_the_error(
     s3.add("PutObject", 500, "InternalError", times=None)
     ok, log = run_day(caplog)
     assert not ok
-    assert f"S3 upload of s3://{in_process.bucket}/{DATA}" in log and "failed: InternalError" in log
+    assert (
+        f"S3 upload of s3://{in_process.bucket}/{data_prefix(DAY)}" in log and "failed: InternalError" in log
+    )
     assert max(s3.calls.values()) >= ATTEMPTS
     assert_nothing_complete(in_process, from_stage=2)
 
@@ -231,11 +233,11 @@ def test_a_body_that_is_not_a_zip_is_retried_as_a_bad_download_then_fails_clearl
     emulator.add_fault("broken_zip", times=ATTEMPTS - 1)
     ok, log = run_day(caplog)
     assert ok, log
-    assert_day_exact(in_process, emulator)
+    assert_days_exact(in_process, emulator)
 
     landed = in_process.keys()
     for key in landed:
-        in_process.s3.delete_object(Bucket=in_process.bucket, Key=key)  # type: ignore[attr-defined]
+        in_process.s3.delete_object(Bucket=in_process.bucket, Key=key)
     emulator.add_fault("broken_zip", times=None)
     ok, log = run_day(caplog)
     assert not ok
@@ -282,7 +284,7 @@ def test_a_hostile_archive_is_refused_by_member_writes_only_staging_and_the_reru
 
     ok, log = run_day(caplog)
     assert ok, log
-    assert_day_exact(in_process, emulator)
+    assert_days_exact(in_process, emulator)
 
 
 @pytest.mark.parametrize("fill", [b" ", b"{}\n"], ids=["one endless line", "valid tiny events"])
@@ -340,7 +342,7 @@ def test_bad_parameters_fail_before_any_request(
     assert not ok
     assert message in log, log
     assert emulator.requests == []
-    assert not list(in_process.data_dir.rglob("*.json")) if in_process.data_dir.exists() else True
+    assert not in_process.data_dir.exists() or not list(in_process.data_dir.rglob("*.json"))
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/api/2/export", "analytics.eu.amplitude.com", "http://"])

@@ -15,25 +15,17 @@ from __future__ import annotations
 
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
 
 import pytest
 
 from amp_luigi.emulator import Emulator
 from amp_luigi.testing.proxy import FLIP, Rule
-from tests.conftest import API_KEY, DAY, SECRET_KEY, Workspace
-from tests.test_stores_e2e import BIG, PREFIX, assert_days_exact, luigi_ok
+from tests.conftest import BIG, DAY, Workspace
+from tests.expect import PREFIX, assert_days_exact, luigi_ok
 
 VERIFIED = f"{PREFIX}_verified/{DAY.isoformat()}.json"
 UPLOADED = f"{PREFIX}_uploaded/{DAY.isoformat()}.json"
 DATA_PATH = f"/{PREFIX}{DAY.isoformat()}/"
-
-
-@pytest.fixture
-def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    settings = getattr(request, "param", {"events_per_hour": 40, "events_per_part": 25})
-    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **settings) as emu:
-        yield emu
 
 
 def key_of(workspace: Workspace, target: str) -> str:

@@ -20,8 +20,8 @@ from amp_luigi import metrics
 from amp_luigi.metrics import Target, render, write_atomic
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 from tests.conftest import REPO, SECRETS, Workspace
+from tests.expect import setup_days
 from tests.operations_doc import DOC, example
-from tests.test_status import setup_days
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 3, 12, 6, 0, tzinfo=UTC)

@@ -22,15 +22,14 @@ from amp_luigi.records import DayRecord
 from amp_luigi.s3 import Bucket
 from amp_luigi.sandbox import s3_client
 from tests.conftest import AWS_SECRET, DAY, SECRETS, Workspace
+from tests.expect import expected_objects
 
 PARQUET = "python_import_parquet/dt=2024-03-01/"
 MARKER = "python_import/_parquet/2024-03-01.json"
 
 
 def source_events(emulator) -> list[dict]:
-    from tests.test_pipeline_e2e import expected_day
-
-    return [event for events in expected_day(emulator).values() for event in events]
+    return [json.loads(line) for body in expected_objects(emulator).values() for line in body.splitlines()]
 
 
 def run_parquet_day(workspace: Workspace) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from amp_luigi.emulator import Emulator
 from tests.conftest import DAY, Workspace
-from tests.test_failures_e2e import assert_day_exact, output, run_day
+from tests.expect import assert_days_exact, output, run_day
 
 PREFIX = "python_import"
 UPLOADED = f"{PREFIX}/_uploaded/{DAY}.json"
@@ -41,7 +41,7 @@ def damage_local(workspace: Workspace, relative: str, how: Callable[[bytes], byt
 
 
 def damage_s3(workspace: Workspace, key: str, how: Callable[[bytes], bytes]) -> str:
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=key, Body=how(workspace.read(key)))  # type: ignore[attr-defined]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=key, Body=how(workspace.read(key)))
     return key
 
 
@@ -73,5 +73,5 @@ def test_a_damaged_stage_output_is_discarded_by_name_and_the_rerun_is_exact(
     second = run_day(workspace)
 
     assert second.returncode == 0, output(second)
-    assert_day_exact(workspace, emulator)
+    assert_days_exact(workspace, emulator)
     assert json.loads(workspace.read(UPLOADED))["objects"], "the upload marker is whole again"

@@ -87,7 +87,7 @@ def test_export_range_requires_refresh_only_for_the_newest_complete_days(in_proc
     from amp_luigi.tasks import VerifyDay
 
     for day in ("2024-03-01", "2024-03-02", "2024-03-04"):  # 03-03 is missing
-        in_process.s3.put_object(  # type: ignore[attr-defined]
+        in_process.s3.put_object(
             Bucket=in_process.bucket,
             Key=f"python_import/_verified/{day}.json",
             Body=json.dumps({"date": day, "objects": [], "verified_at": "2024-03-05T03:00:00+00:00"}),

@@ -80,7 +80,7 @@ def scenario_verification_failure(
     workspace: Workspace, emulator: Emulator
 ) -> list[subprocess.CompletedProcess[str]]:
     upload = luigi_debug(workspace, "UploadDay", "--date", DATE)
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=f"python_import/{DATE}/extra.json", Body=b"{}\n")  # type: ignore[attr-defined]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=f"python_import/{DATE}/extra.json", Body=b"{}\n")
     return [upload, luigi_debug(workspace, "VerifyDay", "--date", DATE)]
 
 
@@ -118,7 +118,7 @@ def test_no_secret_in_any_output_of_a_run(workspace: Workspace, emulator: Emulat
     listed = workspace.keys()
     for key in listed:
         found += leaks(key, "an S3 key") + leaks(workspace.read(key), f"S3 object {key}")
-        head = workspace.s3.head_object(Bucket=workspace.bucket, Key=key)  # type: ignore[attr-defined]
+        head = workspace.s3.head_object(Bucket=workspace.bucket, Key=key)
         found += leaks(repr(head.get("Metadata")), f"metadata of {key}")
     assert found == []
 

@@ -13,7 +13,7 @@ import pytest
 
 from amp_luigi.emulator import Emulator
 from tests.conftest import API_KEY, DAY, SECRETS, Workspace
-from tests.test_failures_e2e import files_under, output, run_day
+from tests.expect import files_under, output, run_day
 
 SCHEDULING_ERROR = 35  # luigi.cfg [retcode]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,31 +11,7 @@ from amp_luigi.s3 import Bucket
 from amp_luigi.sandbox import s3_client
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
 from tests.conftest import SECRETS, Workspace
-
-
-def marker(workspace: Workspace, kind: str, day: str, objects: int, events: int) -> None:
-    """A marker as amp-luigi writes it: `objects` objects of 10 bytes holding `events` events in all."""
-    share, rest = divmod(events, objects) if objects else (0, 0)
-    listed = [
-        {"key": f"python_import/{day}/m{n}.json", "bytes": 10, "crc32": "AAAAAA==",
-         "events": share + (n < rest), "member": f"m{n}.json.gz", "etag": '"e"'}
-        for n in range(objects)
-    ]  # fmt: skip
-    body = {"date": day, "objects": listed, "object_count": objects, "events": events, "bytes": 10 * objects}
-    workspace.s3.put_object(  # type: ignore[attr-defined]
-        Bucket=workspace.bucket, Key=f"python_import/{kind}/{day}.json", Body=json.dumps(body)
-    )
-
-
-def setup_days(workspace: Workspace) -> None:
-    """2024-03-01 done, 02 empty, 03 uploaded but not verified, 04 staging only, 05 missing."""
-    marker(workspace, "_uploaded", "2024-03-01", 22, 4956)
-    marker(workspace, "_verified", "2024-03-01", 22, 4956)
-    marker(workspace, "_uploaded", "2024-03-02", 0, 0)
-    marker(workspace, "_verified", "2024-03-02", 0, 0)
-    marker(workspace, "_uploaded", "2024-03-03", 5, 100)
-    (workspace.data_dir / "2024-03-04" / "export").mkdir(parents=True)
-    marker(workspace, "_verified", "2023-12-31", 1, 1)  # outside the range: not read
+from tests.expect import setup_days
 
 
 class CountingClient:

@@ -10,70 +10,14 @@ the clean-up must work there all the same.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from amp_luigi.emulator import Emulator
-from amp_luigi.hours import HourRange
-from tests.conftest import API_KEY, BACKENDS, DAY, SECRET_KEY, SECRETS, Workspace
-
-PREFIX = "python_import/"
-# A few members of ~9 MiB: each goes up in several 5 MiB parts (as in test_crash_recovery).
-BIG = {
-    "events_per_hour": 2000,
-    "events_per_part": 1200,
-    "padding_bytes": 6000,
-    "empty_hours": frozenset(range(2, 24)),
-}
-
-
-@pytest.fixture
-def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    settings = getattr(request, "param", {"events_per_hour": 40, "events_per_part": 25})
-    with Emulator(api_key=API_KEY, secret_key=SECRET_KEY, **settings) as emu:
-        yield emu
-
-
-def luigi_ok(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    run = workspace.luigi(*args, "--local-scheduler")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for secret in SECRETS:
-        assert secret not in run.stdout + run.stderr
-    return run
-
-
-def assert_days_exact(
-    workspace: Workspace, emulator: Emulator, days: list[dt.date], *, keep_gzip: bool = False
-) -> None:
-    """S3 holds, for `days`, exactly the members the emulator served and both markers; nothing else."""
-    expected: dict[str, bytes] = {}
-    for day in days:
-        hours = HourRange.day(day)
-        for name, member in emulator.dataset.members(hours.start, hours.end):
-            base = name.rsplit("/", 1)[-1]
-            key = f"{PREFIX}{day.isoformat()}/{base if keep_gzip else base.removesuffix('.gz')}"
-            expected[key] = member if keep_gzip else gzip.decompress(member)
-    markers = [
-        f"{PREFIX}{kind}/{day.isoformat()}.json" for day in days for kind in ("_uploaded", "_verified")
-    ]
-    assert sorted(workspace.keys()) == sorted([*expected, *markers])
-    for key, body in expected.items():
-        assert workspace.read(key) == body, key
-    for day in days:
-        uploaded = json.loads(workspace.read(f"{PREFIX}_uploaded/{day.isoformat()}.json"))
-        verified = json.loads(workspace.read(f"{PREFIX}_verified/{day.isoformat()}.json"))
-        keys = sorted(key for key in expected if key.startswith(f"{PREFIX}{day.isoformat()}/"))
-        assert sorted(obj["key"] for obj in uploaded["objects"]) == keys
-        assert sorted(obj["key"] for obj in verified["objects"]) == keys
-        assert verified["events"] == emulator.day_event_count(day)
-    if not workspace.backend.startswith("s3rver"):  # s3rver cannot list them (501 NotImplemented)
-        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket)  # type: ignore[attr-defined]
-        assert uploads.get("Uploads", []) == [], "an abandoned multipart upload is invisible but billed"
+from tests.conftest import BACKENDS, BIG, DAY, Workspace
+from tests.expect import PREFIX, assert_days_exact, luigi_ok
 
 
 @pytest.mark.parametrize("s3_backend", BACKENDS, indirect=True)
@@ -82,7 +26,7 @@ def test_a_day_lands_exactly_a_stray_is_removed_status_shows_it_and_a_rerun_requ
 ) -> None:
     """One day's whole life on one backend (a luigi run costs seconds: the scenarios share them)."""
     stray = f"{PREFIX}{DAY.isoformat()}/187520_2024-03-01_7#9.json"  # a member name Amplitude never sent
-    backend_workspace.s3.put_object(Bucket=backend_workspace.bucket, Key=stray, Body=b'{"stray": true}\n')  # type: ignore[attr-defined]
+    backend_workspace.s3.put_object(Bucket=backend_workspace.bucket, Key=stray, Body=b'{"stray": true}\n')
     luigi_ok(backend_workspace, "VerifyDay", "--date", DAY.isoformat())
     assert_days_exact(backend_workspace, emulator, [DAY])
 

@@ -72,7 +72,7 @@ def expected_keys(emulator: Emulator, day: dt.date = DAY) -> set[str]:
 
 def mark_verified(workspace: Workspace, day: dt.date) -> None:
     body = json.dumps({"date": day.isoformat(), "objects": [], "events": 0}).encode()
-    workspace.s3.put_object(Bucket=workspace.bucket, Key=f"{PREFIX}/_verified/{day}.json", Body=body)  # type: ignore[attr-defined]
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=f"{PREFIX}/_verified/{day}.json", Body=body)
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_a_lost_upload_marker_reuploads_from_staging_without_amplitude(
     assert build(VerifyDay(date=DAY)) == LuigiStatusCode.SUCCESS
     some_key = sorted(data_keys(in_process))[0]
     for key in (UPLOADED, VERIFIED, some_key):
-        in_process.s3.delete_object(Bucket=in_process.bucket, Key=key)  # type: ignore[attr-defined]
+        in_process.s3.delete_object(Bucket=in_process.bucket, Key=key)
     emulator.stop()
 
     assert build(VerifyDay(date=DAY)) == LuigiStatusCode.SUCCESS
@@ -237,7 +237,7 @@ def test_an_extra_object_fails_verification_by_name_and_the_rerun_repairs_the_da
 ) -> None:
     assert build(UploadDay(date=DAY)) == LuigiStatusCode.SUCCESS
     stray = f"{DATA}187520_2024-03-01_0#99.json"
-    in_process.s3.put_object(Bucket=in_process.bucket, Key=stray, Body=b'{"old": 1}\n')  # type: ignore[attr-defined]
+    in_process.s3.put_object(Bucket=in_process.bucket, Key=stray, Body=b'{"old": 1}\n')
 
     with failures() as failed:
         assert build(VerifyDay(date=DAY)) == LuigiStatusCode.FAILED
@@ -257,8 +257,8 @@ def test_a_changed_object_fails_verification_by_name(in_process: Workspace, emul
     assert build(UploadDay(date=DAY)) == LuigiStatusCode.SUCCESS
     victim = sorted(data_keys(in_process))[0]
     missing = sorted(data_keys(in_process))[1]
-    in_process.s3.put_object(Bucket=in_process.bucket, Key=victim, Body=b"{}\n")  # type: ignore[attr-defined]
-    in_process.s3.delete_object(Bucket=in_process.bucket, Key=missing)  # type: ignore[attr-defined]
+    in_process.s3.put_object(Bucket=in_process.bucket, Key=victim, Body=b"{}\n")
+    in_process.s3.delete_object(Bucket=in_process.bucket, Key=missing)
 
     with failures() as failed:
         assert build(VerifyDay(date=DAY)) == LuigiStatusCode.FAILED
@@ -339,7 +339,7 @@ def test_bulk_complete_accepts_a_partial_and_a_one_shot_iterator(in_process: Wor
     import functools
 
     mark_verified(in_process, DAY)
-    in_process.s3.put_object(Bucket=in_process.bucket, Key=f"{PREFIX}/_verified/notes.txt", Body=b"")  # type: ignore[attr-defined]
+    in_process.s3.put_object(Bucket=in_process.bucket, Key=f"{PREFIX}/_verified/notes.txt", Body=b"")
     days = iter([DAY, DAY + dt.timedelta(days=1)])
     assert VerifyDay.bulk_complete.__func__(functools.partial(VerifyDay), days) == [DAY]  # type: ignore[attr-defined]
 

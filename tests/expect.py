@@ -1,0 +1,149 @@
+"""What the tests expect of a run, in one place: "S3 holds exactly these days", and a run's output.
+
+Not a test module and no fixtures (those are in conftest.py): plain functions the tests call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amp_luigi.emulator import Emulator
+from amp_luigi.hours import HourRange
+from tests.conftest import DAY, SECRETS, Workspace, crc32_of
+
+PREFIX = "python_import/"
+POLL_DEADLINE = 60.0
+
+
+def data_prefix(day: dt.date) -> str:
+    return f"{PREFIX}{day.isoformat()}/"
+
+
+def marker_key(kind: str, day: dt.date) -> str:
+    return f"{PREFIX}_{kind}/{day.isoformat()}.json"
+
+
+def expected_objects(emulator: Emulator, day: dt.date = DAY, *, keep_gzip: bool = False) -> dict[str, bytes]:
+    """The day's objects as a clean run lands them: key -> the member's bytes, or its NDJSON."""
+    hours = HourRange.day(day)
+    found = {}
+    for name, member in emulator.dataset.members(hours.start, hours.end):
+        base = name.rsplit("/", 1)[-1]
+        key = data_prefix(day) + (base if keep_gzip else base.removesuffix(".gz"))
+        found[key] = member if keep_gzip else gzip.decompress(member)
+    return found
+
+
+def assert_days_exact(
+    workspace: Workspace, emulator: Emulator, days: Sequence[dt.date] = (DAY,), *, keep_gzip: bool = False
+) -> None:
+    """S3 holds exactly what a clean run of `days` leaves: every event once, in the bytes the emulator
+    served, both markers naming those objects with their CRC32s, nothing else in the bucket, no open
+    multipart upload, no half-written file in staging."""
+    expected = {
+        key: body
+        for day in days
+        for key, body in expected_objects(emulator, day, keep_gzip=keep_gzip).items()
+    }
+    markers = [marker_key(kind, day) for day in days for kind in ("uploaded", "verified")]
+    assert sorted(workspace.keys()) == sorted([*expected, *markers])
+    for key, body in expected.items():
+        assert workspace.read(key) == body, key
+    for day in days:
+        uploaded = json.loads(workspace.read(marker_key("uploaded", day)))
+        verified = json.loads(workspace.read(marker_key("verified", day)))
+        recorded = {obj["key"]: obj for obj in verified["objects"]}
+        assert [obj["key"] for obj in uploaded["objects"]] == [obj["key"] for obj in verified["objects"]]
+        assert sorted(recorded) == sorted(key for key in expected if key.startswith(data_prefix(day)))
+        for key, obj in recorded.items():
+            assert crc32_of(expected[key]) == obj["crc32"], key
+        events = [json.loads(line) for key in recorded for line in _ndjson(expected[key], keep_gzip)]
+        insert_ids = [event["$insert_id"] for event in events]
+        assert len(insert_ids) == len(set(insert_ids)) == verified["events"] == emulator.day_event_count(day)
+        staging = workspace.data_dir / day.isoformat()
+        assert not staging.exists() or not list(staging.rglob("*.partial")), "no half-written file left"
+    if not workspace.backend.startswith("s3rver"):  # s3rver cannot list them (501 NotImplemented)
+        uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])
+        assert uploads == [], "an abandoned multipart upload is invisible but billed"
+
+
+def _ndjson(body: bytes, gzipped: bool) -> list[bytes]:
+    return (gzip.decompress(body) if gzipped else body).splitlines()
+
+
+def output(run: subprocess.CompletedProcess[str]) -> str:
+    return run.stdout + run.stderr
+
+
+def no_secrets(run: subprocess.CompletedProcess[str]) -> None:
+    for secret in SECRETS:
+        assert secret not in output(run)
+
+
+def run_day(workspace: Workspace, day: dt.date = DAY, **env: str) -> subprocess.CompletedProcess[str]:
+    """VerifyDay through the real `luigi` command, as cron runs it."""
+    # Luigi's pid lock is keyed by the command line, machine-wide: a lock directory of the test's own
+    # keeps concurrent test runs from skipping each other's commands.
+    locks = str(workspace.path / "locks")
+    return workspace.luigi(
+        "VerifyDay", "--date", day.isoformat(), "--local-scheduler", "--lock-pid-dir", locks, env=env
+    )
+
+
+def luigi_ok(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `luigi` command that must succeed without printing a secret."""
+    run = workspace.luigi(*args, "--local-scheduler")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    no_secrets(run)
+    return run
+
+
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file() or path.is_symlink()}
+
+
+def poll(condition: Callable[[], Any], what: str, process: subprocess.Popen[str] | None = None) -> Any:
+    """Wait until `condition()` is truthy; fail if the deadline passes or `process` ends first."""
+    deadline = time.monotonic() + POLL_DEADLINE
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
+        time.sleep(0.005)  # a poll interval, not a wait for something to happen
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def write_marker(workspace: Workspace, kind: str, day: str, objects: int, events: int) -> None:
+    """A marker as amp-luigi writes it: `objects` objects of 10 bytes holding `events` events in all."""
+    share, rest = divmod(events, objects) if objects else (0, 0)
+    listed = [
+        {"key": f"python_import/{day}/m{n}.json", "bytes": 10, "crc32": "AAAAAA==",
+         "events": share + (n < rest), "member": f"m{n}.json.gz", "etag": '"e"'}
+        for n in range(objects)
+    ]  # fmt: skip
+    body = {"date": day, "objects": listed, "object_count": objects, "events": events, "bytes": 10 * objects}
+    workspace.s3.put_object(
+        Bucket=workspace.bucket, Key=f"python_import/{kind}/{day}.json", Body=json.dumps(body)
+    )
+
+
+def setup_days(workspace: Workspace) -> None:
+    """2024-03-01 done, 02 empty, 03 uploaded but not verified, 04 staging only, 05 missing."""
+    write_marker(workspace, "_uploaded", "2024-03-01", 22, 4956)
+    write_marker(workspace, "_verified", "2024-03-01", 22, 4956)
+    write_marker(workspace, "_uploaded", "2024-03-02", 0, 0)
+    write_marker(workspace, "_verified", "2024-03-02", 0, 0)
+    write_marker(workspace, "_uploaded", "2024-03-03", 5, 100)
+    (workspace.data_dir / "2024-03-04" / "export").mkdir(parents=True)
+    write_marker(workspace, "_verified", "2023-12-31", 1, 1)  # outside the range: not read
