@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 from amp_luigi import settings
 from amp_luigi.checksum import crc32_text
 from amp_luigi.emulator import Emulator
-from amp_luigi.sandbox import deployment_environment, free_port, s3_client
+from amp_luigi.testing.local import deployment_environment, free_port, s3_client
 from amp_luigi.testing.proxy import FaultProxy
 from amp_luigi.testing.s3servers import server as s3_server
 

@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from amp_luigi.sandbox import free_port
+from amp_luigi.testing.local import free_port
 from tests.conftest import DAY, LUIGI, SECRETS, Workspace
 from tests.operations_doc import example
 

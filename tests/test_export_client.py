@@ -262,7 +262,7 @@ def test_a_slow_first_byte_within_read_timeout_is_waited_for(make_client, emulat
 
 
 def test_an_unreachable_server_is_retried_then_fatal(make_client, sleeps, tmp_path) -> None:
-    from amp_luigi.sandbox import free_port
+    from amp_luigi.testing.local import free_port
 
     url = f"http://127.0.0.1:{free_port()}/api/2/export"
     with pytest.raises(FatalError, match="after 3 attempts"):

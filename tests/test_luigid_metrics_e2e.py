@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from amp_luigi.sandbox import Luigid, clean_environment
+from amp_luigi.testing.local import Luigid, clean_environment
 from tests.conftest import DAY, REPO, SECRETS, Workspace
 from tests.operations_doc import example
 

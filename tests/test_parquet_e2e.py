@@ -20,7 +20,7 @@ from amp_luigi.parquet import Engine, SchemaMismatchError, convert_day
 from amp_luigi.parquet_schema import table_columns
 from amp_luigi.records import DayRecord
 from amp_luigi.s3 import Bucket
-from amp_luigi.sandbox import s3_client
+from amp_luigi.testing.local import s3_client
 from tests.conftest import AWS_SECRET, DAY, SECRETS, Workspace
 from tests.expect import expected_objects
 

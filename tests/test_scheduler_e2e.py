@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_luigi.sandbox import Luigid, clean_environment
+from amp_luigi.testing.local import Luigid, clean_environment
 from tests.conftest import DAY, LUIGI, REPO, SECRETS, Workspace
 
 FAMILIES = {"ExportDay", "ExtractDay", "UploadDay", "VerifyDay"}

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from amp_luigi.s3 import Bucket
-from amp_luigi.sandbox import s3_client
 from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
+from amp_luigi.testing.local import s3_client
 from tests.conftest import SECRETS, Workspace
 from tests.expect import setup_days
 

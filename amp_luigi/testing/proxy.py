@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from amp_luigi.sandbox import free_port
+from amp_luigi.testing.local import free_port
 
 MAX_HEADER_BYTES = 64 * 1024
 FLIP, DROP, DELAY = "flip", "drop", "delay"

@@ -17,15 +17,18 @@ from __future__ import annotations
 import contextlib
 import http.client
 import shutil
+import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from amp_luigi.sandbox import LOCAL_ACCESS_KEY, clean_environment, free_port
+from amp_luigi.testing.local import LOCAL_ACCESS_KEY, clean_environment, free_port
 from amp_luigi.testing.tls import Certificate, self_signed
 
 S3RVER_DIR = Path(__file__).resolve().parent / "s3rver"
@@ -256,3 +259,24 @@ def server(name: str, *, secret_key: str, access_key: str = LOCAL_ACCESS_KEY) ->
     if kind == "s3rver":
         return S3rverServer(tls=scheme == "https", access_key=access_key, secret_key=secret_key)
     return MotoServer(tls=scheme == "https")
+
+
+@contextlib.contextmanager
+def moto_process(root: Path, port: int) -> Iterator[None]:
+    """moto in a process of its own, so a benchmark's S3 does not share this process's GIL."""
+    script = Path(sys.executable).with_name("moto_server")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+    with (root / "moto.log").open("wb") as log:
+        process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server did not start; see {root / 'moto.log'}")
+            time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
