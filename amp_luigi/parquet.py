@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
-
 from amp_luigi import checksum
 from amp_luigi.errors import ConfigError, FatalError, VerificationError
 from amp_luigi.layout import ParquetLayout
 from amp_luigi.parquet_schema import COLUMNS, EXTRA, SCHEMA_VERSION, Column
-from amp_luigi.records import ExpectedObject
-from amp_luigi.s3 import Bucket, explain
+from amp_luigi.records import ExpectedObject, ParquetFile, ParquetRecord
+from amp_luigi.s3 import Bucket
 from amp_luigi.verify import differences
 
 # Amplitude's member names carry the hour unpadded: `187520_2024-03-01_5#0.json(.gz)`.
@@ -200,11 +198,11 @@ def diagnose(con: Any, path: Path) -> tuple[int, str] | None:
 
 def footer_rows(con: Any, bucket: Bucket, key: str, size: int, scratch: Path) -> int:
     """The row count in the footer of the Parquet object `key`, from two ranged GETs (no full read)."""
-    tail = _get_range(bucket, key, f"bytes={size - 8}-")
+    tail = bucket.read_bytes(key, f"bytes={size - 8}-")
     if len(tail) != 8 or tail[4:] != b"PAR1":
         raise VerificationError(f"s3://{bucket.name}/{key} does not end like a Parquet file")
     length = struct.unpack("<I", tail[:4])[0]
-    footer = _get_range(bucket, key, f"bytes={size - 8 - length}-")
+    footer = bucket.read_bytes(key, f"bytes={size - 8 - length}-")
     # The footer alone, behind the leading magic, is a file DuckDB reads the metadata of.
     scratch.write_bytes(b"PAR1" + footer)
     try:
@@ -214,25 +212,6 @@ def footer_rows(con: Any, bucket: Bucket, key: str, size: int, scratch: Path) ->
     finally:
         scratch.unlink(missing_ok=True)
     return int(rows or 0)
-
-
-def _get_range(bucket: Bucket, key: str, byte_range: str) -> bytes:
-    try:
-        body = bucket.client.get_object(Bucket=bucket.name, Key=key, Range=byte_range)["Body"]
-    except botocore.exceptions.ClientError as error:
-        raise explain(error, bucket.name, "read", key) from error
-    with body:
-        return bytes(body.read())
-
-
-def download(bucket: Bucket, key: str, dest: Path) -> None:
-    try:
-        body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
-    except botocore.exceptions.ClientError as error:
-        raise explain(error, bucket.name, "read", key) from error
-    with body, dest.open("wb") as out:
-        for chunk in iter(lambda: body.read(_CHUNK), b""):
-            out.write(chunk)
 
 
 def hours(objects: list[ExpectedObject]) -> dict[int, list[ExpectedObject]]:
@@ -268,8 +247,8 @@ def convert_day(
     engine: Engine,
     work: Path,
     on_hour: Callable[[int, int], None] = lambda done, total: None,
-) -> dict[str, Any]:
-    """Convert the verified `objects` of a day into `layout`'s partition; returns the marker's body.
+) -> ParquetRecord:
+    """Convert the verified `objects` of a day into `layout`'s partition; returns the marker.
 
     Idempotent: the keys depend on the hours only, and whatever else is under the partition is
     deleted, so a rerun after any failure ends with exactly the files of this run.
@@ -277,12 +256,12 @@ def convert_day(
     con = connect(Engine(engine.memory_limit_mib, engine.threads, work / "duckdb-spill"))
     try:
         by_hour = hours(objects)
-        written: list[ExpectedObject] = []
+        written: list[ParquetFile] = []
         for done, (hour, hour_objects) in enumerate(by_hour.items(), 1):
             hour_dir = work / f"{hour:02d}"
             hour_dir.mkdir(parents=True, exist_ok=True)
             sources = {hour_dir / obj.key.rsplit("/", 1)[-1]: obj.key for obj in hour_objects}
-            bucket.map(lambda item: download(bucket, item[1], item[0]), list(sources.items()))
+            bucket.map(lambda item: bucket.download(item[1], item[0]), list(sources.items()))
             dest = work / f"{hour:02d}.parquet"
             rows = convert(con, sources, dest)
             expected = sum(obj.events for obj in hour_objects)
@@ -295,38 +274,32 @@ def convert_day(
             crc32 = _file_crc32(dest)
             metadata = {"events": str(rows), "schema-version": str(SCHEMA_VERSION)}
             etag = bucket.upload(key, _file_chunks(dest), crc32, metadata)
-            written.append(ExpectedObject(key, dest.stat().st_size, crc32, rows, f"{hour:02d}", etag))
+            written.append(ParquetFile(key, dest.stat().st_size, crc32, rows, etag))
             shutil.rmtree(hour_dir)
             dest.unlink()
             on_hour(done, len(by_hour))
-        keys = {obj.key for obj in written}
+        keys = {item.key for item in written}
         strays = sorted(set(bucket.listing(layout.partition_prefix)) - keys)
         if strays:
             bucket.delete(strays)
-        problems = differences(bucket, layout.partition_prefix, written)
-        for obj in written:
-            found = footer_rows(con, bucket, obj.key, obj.bytes, work / "footer.parquet")
-            if found != obj.events:
-                problems.append(f"{obj.key} holds {found} rows in its footer, not {obj.events}")
+        uploaded = [
+            ExpectedObject(item.key, item.bytes, item.crc32, item.rows, "", item.etag) for item in written
+        ]
+        problems = differences(bucket, layout.partition_prefix, uploaded)
+        for item in written:
+            found = footer_rows(con, bucket, item.key, item.bytes, work / "footer.parquet")
+            if found != item.rows:
+                problems.append(f"{item.key} holds {found} rows in its footer, not {item.rows}")
         verified_events = sum(obj.events for obj in objects)
-        if sum(obj.events for obj in written) != verified_events:
-            problems.append(f"the files hold {sum(o.events for o in written)} rows, not {verified_events}")
+        if sum(item.rows for item in written) != verified_events:
+            problems.append(
+                f"the files hold {sum(item.rows for item in written)} rows, not {verified_events}"
+            )
         if problems:
             raise VerificationError(
                 f"{layout.date}: the Parquet files under s3://{bucket.name}/{layout.partition_prefix} do "
                 "not match the verified day: " + "; ".join(problems) + ". Run again to convert it anew."
             )
-        return {
-            "date": layout.date.isoformat(),
-            "schema_version": SCHEMA_VERSION,
-            "rows": sum(obj.events for obj in written),
-            "files": len(written),
-            "bytes": sum(obj.bytes for obj in written),
-            "source_events": verified_events,
-            "objects": [
-                {"key": o.key, "bytes": o.bytes, "crc32": o.crc32, "rows": o.events, "etag": o.etag}
-                for o in written
-            ],
-        }
+        return ParquetRecord(layout.date, SCHEMA_VERSION, written, verified_events)
     finally:
         con.close()

@@ -4,6 +4,7 @@
     manifest.json              Manifest      ExtractDay -> UploadDay: every checked member
     _uploaded/<date>.json      DayRecord     UploadDay -> VerifyDay: the objects and S3's ETags
     _verified/<date>.json      DayRecord     VerifyDay -> users, status, RefreshDay, ParquetDay
+    _parquet/<date>.json       ParquetRecord ParquetDay -> users, status
 
 Each carries `version`. A record written before versions were (the same fields, no `version`) is
 version 1. One this amp-luigi cannot read (not JSON, truncated, another form, an older version)
@@ -225,6 +226,39 @@ class DayRecord:
             proof=str(data.get("proof", "")),
             verified_at=_utc(data.get("verified_at")),
         )
+
+
+@dataclass(frozen=True)
+class ParquetFile:
+    """One Parquet file of a day in S3: its key, size, CRC32, rows and the ETag its upload answered."""
+
+    key: str
+    bytes: int
+    crc32: str
+    rows: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class ParquetRecord:
+    """ParquetDay's marker: the day's files, checked against their footers in S3 before it is written."""
+
+    date: dt.date
+    schema_version: int
+    files: list[ParquetFile]
+    source_events: int  # what the verified marker counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "date": self.date.isoformat(),
+            "schema_version": self.schema_version,
+            "rows": sum(item.rows for item in self.files),
+            "files": len(self.files),
+            "bytes": sum(item.bytes for item in self.files),
+            "source_events": self.source_events,
+            "objects": [asdict(item) for item in self.files],
+        }
 
 
 def _utc(stamp: str | None) -> dt.datetime | None:

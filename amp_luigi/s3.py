@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import botocore.exceptions
@@ -356,6 +357,18 @@ class Bucket:
         """
         body = json.dumps(data, indent=1).encode()
         self._put(key, body, digest(body, self.proof), ContentType="application/json")
+
+    def read_bytes(self, key: str, byte_range: str | None = None) -> bytes:
+        """The object's bytes (`byte_range` as HTTP's Range, e.g. `bytes=-8`), read whole: small objects."""
+        ranged = {"Range": byte_range} if byte_range else {}
+        with self._call("read", key, self.client.get_object, Key=key, **ranged)["Body"] as body:
+            return bytes(body.read())
+
+    def download(self, key: str, dest: Path, chunk: int = 1024 * 1024) -> None:
+        """The object into the file `dest`, one chunk at a time."""
+        with self._call("read", key, self.client.get_object, Key=key)["Body"] as body, dest.open("wb") as out:
+            for data in iter(lambda: body.read(chunk), b""):
+                out.write(data)
 
     def read_json(self, key: str) -> dict[str, Any]:
         found = self.read_json_if_exists(key)

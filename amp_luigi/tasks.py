@@ -366,12 +366,9 @@ class ParquetDay(DayTask):
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        bucket.write_json(layout.marker_key, record)
-        progress(
-            f"{record['rows']} rows in {record['files']} Parquet file(s), {mib(record['bytes'])}",
-            100,
-            final=True,
-        )
+        bucket.write_json(layout.marker_key, record.to_json())
+        rows, size = sum(item.rows for item in record.files), sum(item.bytes for item in record.files)
+        progress(f"{rows} rows in {len(record.files)} Parquet file(s), {mib(size)}", 100, final=True)
 
 
 def _listed(kind: str, dates: Iterable[dt.date]) -> list[dt.date]:

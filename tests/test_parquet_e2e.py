@@ -130,7 +130,7 @@ def test_unknown_fields_are_kept_strays_removed_and_a_bad_line_fails_naming_it(
 
     record = convert_day(bucket, layout, objects, Engine(), tmp_path / "work")
     assert PARQUET + "stray.parquet" not in workspace.keys(PARQUET)
-    assert record["rows"] == emulator.day_event_count(DAY)
+    assert record.to_json()["rows"] == emulator.day_event_count(DAY)
     con = duckdb.connect()
     local = tmp_path / "hour.parquet"
     hour_key = next(
