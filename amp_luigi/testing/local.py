@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,26 @@ def s3_client(env: dict[str, str]) -> Any:
     )
 
 
+def wait_until(
+    ready: Callable[[], bool], what: str, *, timeout: float, failed: Callable[[], str | None]
+) -> None:
+    """Poll `ready()` until it is true; RuntimeError when `failed()` says why not, or at the deadline.
+
+    A server started here is ready when it answers, not after a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        failure = failed()
+        if failure:
+            raise RuntimeError(f"{what} did not start: {failure}")
+        with contextlib.suppress(OSError):
+            if ready():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer within {timeout:g} s")
+        time.sleep(0.05)  # a poll interval, not a wait for something to happen
+
+
 class Luigid:
     """A `luigid` on a free loopback port with its state and logs in `directory`; stopped on exit."""
 
@@ -141,16 +162,27 @@ class Luigid:
             start_new_session=True,  # Ctrl-C in a terminal reaches the sandbox, which stops luigid itself
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"luigid exited with {self.process.returncode}; see {self.directory}")
-            with contextlib.suppress(OSError):
-                self.api("task_list", status="DONE")
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"luigid did not answer on port {self.port} within {timeout:g} s")
+        process = self.process
+
+        def answers() -> bool:
+            self.api("task_list", status="DONE")
+            return True
+
+        try:
+            wait_until(
+                answers,
+                f"luigid on port {self.port}",
+                timeout=timeout,
+                failed=lambda: (
+                    f"exited with {process.returncode}; see {self.directory}"
+                    if process.poll() is not None
+                    else None
+                ),
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def api(self, method: str, **data: Any) -> Any:
         """One call of the scheduler's JSON API, e.g. `api("task_list", status="DONE")`."""

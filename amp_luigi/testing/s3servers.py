@@ -23,12 +23,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from amp_luigi.testing.local import LOCAL_ACCESS_KEY, clean_environment, free_port
+from amp_luigi.testing.local import LOCAL_ACCESS_KEY, clean_environment, free_port, wait_until
 from amp_luigi.testing.tls import Certificate, self_signed
 
 S3RVER_DIR = Path(__file__).resolve().parent / "s3rver"
@@ -104,11 +103,7 @@ class S3Server:
 
     def _wait_until_ready(self, timeout: float) -> None:
         # Any HTTP answer (even 403 to an unsigned request) means the server accepts requests.
-        deadline = time.monotonic() + timeout
-        while True:
-            failure = self._failed()
-            if failure:
-                raise RuntimeError(f"{self.name} did not start: {failure}")
+        def answers() -> bool:
             if self.tls:
                 connection: http.client.HTTPConnection = http.client.HTTPSConnection(
                     "127.0.0.1", self.port, timeout=2, context=self.ssl_context()
@@ -118,15 +113,13 @@ class S3Server:
             try:
                 connection.request("GET", "/")
                 connection.getresponse().read()
-                return
-            except (OSError, http.client.HTTPException):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{self.name} did not answer on port {self.port} within {timeout:g} s"
-                    ) from None
+            except http.client.HTTPException:
+                return False
             finally:
                 connection.close()
-            time.sleep(0.05)  # a poll interval, not a wait for something to happen
+            return True
+
+        wait_until(answers, f"{self.name} on port {self.port}", timeout=timeout, failed=self._failed)
 
 
 class MotoServer(S3Server):
@@ -268,14 +261,18 @@ def moto_process(root: Path, port: int) -> Iterator[None]:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
     with (root / "moto.log").open("wb") as log:
         process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+
+    def accepts() -> bool:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start; see {root / 'moto.log'}")
-            time.sleep(0.1)
+        wait_until(
+            accepts,
+            f"moto_server on port {port}",
+            timeout=30,
+            failed=lambda: f"exited; see {root / 'moto.log'}" if process.poll() is not None else None,
+        )
         yield
     finally:
         process.terminate()
