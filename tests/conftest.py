@@ -258,9 +258,9 @@ SERVER_FIXTURES = frozenset({"moto_endpoint", "emulator", "luigid", "smtp_sink"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that starts a server `e2e`, so `pytest -m "not e2e"` is the quick in-process
-    set that .ci/run repeats on each supported Python; tests starting servers themselves carry the
-    marker in their module."""
+    """Mark every test that starts a server `e2e` (those in tests/e2e/, and any using a server's
+    fixture), so `pytest -m "not e2e"` is the quick in-process set that .ci/run repeats on each
+    supported Python; tests starting servers themselves carry the marker in their module."""
     for item in items:
-        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if "e2e" in item.path.parts or SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)

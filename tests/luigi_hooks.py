@@ -10,7 +10,7 @@ Importing this module imports amp_luigi (so its tasks resolve) and then, driven 
 - `AMP_TEST_S3_FAULT=<Operation>:<status>:<code>[:<times>]` answers that S3 operation (botocore's name,
   e.g. `PutObject`, `ListObjectsV2`) with the error, through botocore's own parsing and retries.
 
-`s3_faults` is also used in-process by tests/test_faults.py.
+`s3_faults` is also used in-process by tests/e2e/test_faults.py.
 """
 
 from __future__ import annotations
