@@ -1,9 +1,12 @@
-"""Settings: three luigi.Config sections that also build the things they configure.
+"""Settings: the luigi.Config sections that also build the things they configure, and one check of
+every setting before the first request.
 
-Every option can be set in `luigi.cfg` (sections `[amplitude]`, `[storage]`, `[staging]`) or, for the
-names the original cron script used, by an environment variable, which wins over the file. A `.env`
-file in the working directory is read too, without overriding the real environment. Secrets are
-private parameters and are never logged or shown in the scheduler (Config classes are not tasks).
+Every option can be set in `luigi.cfg` (sections `[amplitude]`, `[storage]`, `[staging]`,
+`[parquet]`) or, for the names the original cron script used, by an environment variable, which
+wins over the file. A `.env` file in the working directory is read too, on the first setting read,
+without overriding the real environment. Secrets are private parameters and are never logged or
+shown in the scheduler (Config classes are not tasks). `validated()` applies amp_luigi.validation's
+rules to all of them once per process; the tasks, `status`, `check` and the clients call it first.
 """
 
 from __future__ import annotations
@@ -45,11 +48,17 @@ logger = logging.getLogger(__name__)
 AMPLITUDE_LAG_HOURS = 2.0
 _warned: set[float] = set()
 
-_DOTENV = Path.cwd() / ".env"
-if _DOTENV.is_file():  # python-dotenv takes ~16 ms to import, and most deployments have no .env
-    from dotenv import load_dotenv
 
-    load_dotenv(_DOTENV, override=False)
+@functools.cache
+def _read_dotenv() -> None:
+    """The working directory's `.env`, read once, on the first setting read: not when imported, which
+    would change the environment of a program that only embeds amp-luigi."""
+    dotenv = Path.cwd() / ".env"
+    if dotenv.is_file():  # python-dotenv takes ~16 ms to import, and most deployments have no .env
+        from dotenv import load_dotenv
+
+        load_dotenv(dotenv, override=False)
+
 
 EXPORT_URLS = {
     "eu": "https://analytics.eu.amplitude.com/api/2/export",
@@ -61,6 +70,7 @@ _PRIVATE = ParameterVisibility.PRIVATE
 
 def _setting(value: str, section: str, option: str, env: str | None = None, *, required: bool = False) -> str:
     """The environment variable if set, else the luigi.cfg value; a required one must be one of them."""
+    _read_dotenv()
     resolved = (os.environ.get(env, "") if env else "") or value
     if required and not resolved:
         where = f"the environment variable {env} or " if env else ""
@@ -367,12 +377,14 @@ def _endpoint_env() -> tuple[str, ...]:
 
     The process id is in it because a forked Luigi worker must not share the parent's connections.
     """
+    _read_dotenv()  # it may set any of these, which botocore reads itself
     names = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION")
     return (*(os.environ.get(name, "") for name in names), str(os.getpid()))
 
 
 def endpoint_url() -> str:
     """The S3 endpoint botocore will use from the environment ('' = AWS's own)."""
+    _read_dotenv()
     return os.environ.get("AWS_ENDPOINT_URL_S3", "") or os.environ.get("AWS_ENDPOINT_URL", "")
 
 
@@ -401,7 +413,7 @@ def client_config(attempts: int, threads: int, proof: Proof) -> botocore.config.
 
 def reset_clients() -> None:
     """Forget the cached sessions, clients and validation, e.g. between in-process tests."""
-    for cached in (_session, _s3_client, validated):
+    for cached in (_session, _s3_client, validated, _read_dotenv):
         cached.cache_clear()
 
 
