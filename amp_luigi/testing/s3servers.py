@@ -19,6 +19,7 @@ import http.client
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -172,6 +173,52 @@ class MotoServer(S3Server):
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+
+class MotoProcessServer(S3Server):
+    """moto's `moto_server` in a process of its own, over HTTP; every request it answers is a log line.
+
+    For benchmarks: a server in the client's process would share its GIL and its CPU figures, and a
+    floor measured from that process would wait on its own server. `pid` is for reading its CPU.
+    """
+
+    kind = "moto"
+
+    def __init__(self) -> None:
+        super().__init__(tls=False)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "moto.log"
+
+    def _launch(self) -> None:
+        script = Path(sys.executable).with_name("moto_server")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(
+                [*command, "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_environment(),
+            )
+
+    def _failed(self) -> str | None:
+        if self._process is not None and self._process.poll() is not None:
+            return f"moto_server exited with {self._process.returncode}; see {self.log}"
+        return None
+
+    def _halt(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 class S3rverServer(S3Server):
