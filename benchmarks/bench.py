@@ -94,6 +94,7 @@ class Bench:
         self.emulators: list[Emulator] = []
         self.runs = 0
         self.profile_dir: Path | None = None
+        self.py_spy: str | None = None  # a py-spy binary: sample every thread and process of the run
 
     def stop(self) -> None:
         for emulator in self.emulators:
@@ -156,8 +157,23 @@ class Bench:
     def luigi(self, label: str, args: list[str]) -> list[str]:
         """The `luigi` command line, under cProfile when --profile asked for it."""
         profile: list[str] = []
-        if self.profile_dir:
-            name = re.sub(r"\W+", "-", label).strip("-")
+        name = re.sub(r"\W+", "-", label).strip("-")
+        if self.profile_dir and self.py_spy:
+            # cProfile sees only the main thread; the upload threads and ExtractDay's workers need this.
+            out = self.profile_dir / f"{self.runs}-{name}.txt"
+            profile = [
+                self.py_spy,
+                "record",
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "-o",
+                str(out),
+                "--",
+            ]
+        elif self.profile_dir:
             profile = [
                 str(self.bin / "python"),
                 "-m",

@@ -59,6 +59,9 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--profile", help="write a cProfile of every amp-luigi run into this directory")
     parser.add_argument(
+        "--py-spy", help="with --profile: sample with this py-spy binary instead (all threads)"
+    )
+    parser.add_argument(
         "--dev-venv", action="store_true", help="run from this development venv, not a user's install"
     )
     return parser.parse_args()
@@ -83,6 +86,7 @@ def main() -> None:
         if args.profile:
             bench.profile_dir = Path(args.profile)
             bench.profile_dir.mkdir(parents=True, exist_ok=True)
+            bench.py_spy = args.py_spy
         print(f"generating a day of ~{args.mib:g} MiB with the emulator ...", file=sys.stderr)
         emulator = bench.emulator(spec(args, args.mib), [DAY])
         zip_bytes, raw_bytes = bench.zip_size(emulator)
