@@ -211,9 +211,11 @@ class Bench:
         keep_gzip: bool = False,
         proof: str = "auto",
         args: list[str] | None = None,
+        prefix: str | None = None,
     ) -> tuple[Run, str]:
+        """amp-luigi's VerifyDay (or `args`) under a new key prefix, or `prefix` to run over one again."""
         self.runs += 1
-        prefix = f"run{self.runs}-amp"
+        prefix = prefix or f"run{self.runs}-amp"
         command = self.luigi(label, args or ["VerifyDay", "--date", DAY.isoformat(), "--local-scheduler"])
         return self.run(emulator, label, command, prefix, keep_gzip=keep_gzip, proof=proof), prefix
 

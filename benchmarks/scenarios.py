@@ -105,7 +105,9 @@ def day_runs(bench: Bench, emulator: Emulator, runs: int) -> list[FormatResult]:
             )
             objects, events = same_events(bench, emulator, naive_prefix, amp_prefix)
             # Nothing left to do for the day amp-luigi just verified: its start-up, scheduling, one GET.
-            noop, _ = bench.run_amp(emulator, "amp-luigi start-up", keep_gzip=keep_gzip)
+            noop, _ = bench.run_amp(emulator, "amp-luigi start-up", keep_gzip=keep_gzip, prefix=amp_prefix)
+            if noop.amplitude_requests or noop.s3_requests > 2:
+                raise SystemExit(f"the no-op run did work: {noop}")
             result.startups.setdefault("amp-luigi", []).append(noop.wall)
             result.startups.setdefault("naive", []).append(naive_startup(bench, emulator))
             floor, floor_cpu = s3_floor(bench, emulator, keep_gzip)
@@ -120,8 +122,6 @@ def day_runs(bench: Bench, emulator: Emulator, runs: int) -> list[FormatResult]:
             )
             for prefix in (naive_prefix, amp_prefix, unproven_prefix):
                 bench.delete(prefix)
-            noop_prefix = f"run{bench.runs}-amp"
-            bench.delete(noop_prefix)
         results.append(result)
     return results
 
