@@ -7,6 +7,15 @@ day Amplitude can export completely (the day's end plus the availability lag). W
 missing is decided by VerifyDay.bulk_complete: one listing of the verified markers, not a request
 per day.
 
+Luigi's scheduler costs O(pending tasks) per `get_work` call (spotify/luigi #1492, #1750): a
+backfill that requires 1,095 days at once puts ~4,400 tasks in the pending set and every step of the
+run pays for all of them, so the cost per day grows with the range. Over more than `batch_days`
+missing days, ExportRange therefore requires nothing up front: its run() yields one batch of at most
+`batch_days` days per chunk, all at once, and each batch (an ExportRange with `batch` set) yields its
+own days only when a worker starts it. The pending set holds the batches plus the days of the few
+batches started, and a failed day blocks only its own batch: the other batches still land, and the
+run still exits non-zero ([retcode] task_failed).
+
 Amplitude keeps accepting events for a day after it ends (a device that was offline uploads them
 later), so a day exported on the morning after can still grow. `--refresh-days N` re-exports the
 newest N days of the range that are already complete, on every run, through RefreshDay (in
@@ -19,8 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import luigi
+from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
@@ -30,7 +41,12 @@ from amp_luigi.tasks import DayTask, ParquetDay, RefreshDay, VerifyDay
 
 class ExportRange(RangeDaily):
     """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
-    and with --refresh-days N the newest N complete days of the range again."""
+    and with --refresh-days N the newest N complete days of the range again.
+
+    Up to `batch_days` missing days are required up front, as RangeDaily does; more are yielded from
+    run() in batches (see the module docstring). requires() always names every missing day: it is
+    what the range's completeness means, whatever the scheduler is handed first.
+    """
 
     of = luigi.TaskParameter(
         default=VerifyDay,
@@ -43,6 +59,19 @@ class ExportRange(RangeDaily):
         default=0,
         description="Re-export the newest N days of the range on every run, for events that arrive "
         "after a day was exported; 0 (the default) exports each day once.",
+    )
+    batch_days = luigi.IntParameter(
+        default=50,
+        significant=False,
+        visibility=ParameterVisibility.HIDDEN,  # the scheduler shows only dates and Luigi's range knobs
+        description="Over more than this many missing days, hand the days to the scheduler in batches "
+        "of this size (dynamic dependencies), so its pending set and its cost per step stay small.",
+    )
+    batch = luigi.BoolParameter(
+        default=False,
+        visibility=ParameterVisibility.HIDDEN,  # kept in the text a worker rebuilds a yielded task from
+        description="Set on the batches a long ExportRange yields: require nothing up front, yield the "
+        "days from run(), so a batch's days enter the scheduler only when a worker starts it.",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -67,6 +96,42 @@ class ExportRange(RangeDaily):
         if not hasattr(self, "_refresh"):
             self._refresh = self._refresh_tasks({task.date for task in fill if isinstance(task, DayTask)})
         return fill + self._refresh
+
+    def complete(self) -> bool:
+        # Always a fresh look (one listing): RangeDaily caches requires(), and a batch or the range is
+        # asked again after its days ran, when the cached list names days that are now verified.
+        self.__dict__.pop("_cached_requires", None)
+        return bool(super().complete())
+
+    def deps(self) -> list[luigi.Task]:
+        """What the scheduler gets up front: every missing day for a short range, nothing otherwise."""
+        if self.batch or len(self.requires()) > self.batch_days:
+            return []
+        return list(super().deps())
+
+    def run(self) -> Iterator[list[luigi.Task]]:
+        if not self.batch and len(self.requires()) <= self.batch_days:
+            return  # deps() gave the scheduler every day; nothing is left to do here
+        self.__dict__.pop("_cached_requires", None)  # a run after the days ran: look again
+        required = self.requires()
+        if self.batch:
+            yield required
+            return
+        days = [task for task in required if isinstance(task, DayTask) and not isinstance(task, RefreshDay)]
+        batches = [days[n : n + self.batch_days] for n in range(0, len(days), self.batch_days)]
+        yield [
+            self.clone(
+                start=chunk[0].date,
+                stop=chunk[-1].date + dt.timedelta(days=1),
+                refresh_days=0,
+                batch=True,
+                # A yielded task goes to the worker as text, and Luigi writes None as "None", which
+                # it reads back as an int (now) or a parameter name (param_name): give both values.
+                now=int(time.time()) if self.now is None else self.now,
+                param_name=self.param_name or "date",
+            )
+            for chunk in batches
+        ] + [task for task in required if isinstance(task, RefreshDay)]
 
     def _refresh_tasks(self, missing: set[dt.date]) -> list[luigi.Task]:
         now = dt.datetime.fromtimestamp(

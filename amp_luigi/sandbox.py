@@ -33,7 +33,6 @@ from amp_luigi.testing.local import (
     Luigid,
     clean_environment,
     deployment_environment,
-    free_port,
     luigi_command,
     project_config,
     s3_client,
@@ -106,7 +105,7 @@ def sandbox(
     moto_process: bool = False,
 ) -> Iterator[Sandbox]:
     try:
-        from moto.server import ThreadedMotoServer
+        import moto.server  # noqa: F401 - only to say what is missing before anything starts
     except ImportError as error:
         raise SystemExit(
             "The sandbox needs moto's S3 server: pip install 'amp-luigi[test]' (or run .ci/setup)."
@@ -126,14 +125,8 @@ def sandbox(
         emulator = stack.enter_context(
             Emulator(SANDBOX_API_KEY, secret_key, events_per_hour=events_per_hour, latency_seconds=latency)
         )
-        port = free_port()
-        if moto_process:
-            stack.enter_context(s3servers.moto_process(root, port))
-        else:
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            moto.start()
-            stack.callback(moto.stop)
-        endpoint = f"http://127.0.0.1:{port}"
+        server = s3servers.MotoProcessServer() if moto_process else s3servers.MotoServer()
+        endpoint = stack.enter_context(server).url
         env = deployment_environment(
             export_url=emulator.url,
             api_key=SANDBOX_API_KEY,

@@ -7,7 +7,7 @@ chosen request on the wire. Everything listens on 127.0.0.1 and is removed when 
 
     local.py      free ports, a deployment's environment, a boto3 client as the pipeline sees S3, luigid
     tls.py        a self-signed certificate for 127.0.0.1, trusted through AWS_CA_BUNDLE
-    s3servers.py  moto (in a thread or its own process) and s3rver on free loopback ports
+    s3servers.py  moto (in a thread, or its own process for benchmarks) and s3rver on loopback ports
     proxy.py      a TCP proxy that flips a byte in, drops or delays one chosen HTTP request
 
 Nothing here is imported by the pipeline itself. The Amplitude emulator is amp_luigi.emulator.

@@ -17,13 +17,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +168,52 @@ class MotoServer(S3Server):
             self._thread = None
 
 
+class MotoProcessServer(S3Server):
+    """moto's `moto_server` in a process of its own, over HTTP; every request it answers is a log line.
+
+    For benchmarks: a server in the client's process would share its GIL and its CPU figures, and a
+    floor measured from that process would wait on its own server. `pid` is for reading its CPU.
+    """
+
+    kind = "moto"
+
+    def __init__(self) -> None:
+        super().__init__(tls=False)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "moto.log"
+
+    def _launch(self) -> None:
+        script = Path(sys.executable).with_name("moto_server")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(
+                [*command, "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_environment(),
+            )
+
+    def _failed(self) -> str | None:
+        if self._process is not None and self._process.poll() is not None:
+            return f"moto_server exited with {self._process.returncode}; see {self.log}"
+        return None
+
+    def _halt(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 class S3rverServer(S3Server):
     """s3rver (npm, pinned in s3rver/package.json, installed by .ci/setup) in a Node process.
 
@@ -252,28 +296,3 @@ def server(name: str, *, secret_key: str, access_key: str = LOCAL_ACCESS_KEY) ->
     if kind == "s3rver":
         return S3rverServer(tls=scheme == "https", access_key=access_key, secret_key=secret_key)
     return MotoServer(tls=scheme == "https")
-
-
-@contextlib.contextmanager
-def moto_process(root: Path, port: int) -> Iterator[None]:
-    """moto in a process of its own, so a benchmark's S3 does not share this process's GIL."""
-    script = Path(sys.executable).with_name("moto_server")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    with (root / "moto.log").open("wb") as log:
-        process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-
-    def accepts() -> bool:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-
-    try:
-        wait_until(
-            accepts,
-            f"moto_server on port {port}",
-            timeout=30,
-            failed=lambda: f"exited; see {root / 'moto.log'}" if process.poll() is not None else None,
-        )
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

@@ -60,3 +60,27 @@ def test_a_failed_day_exits_non_zero_naming_it_and_the_others_still_land(
     again = workspace.luigi("ExportRange", "--start", str(DAY), "--stop", str(stop), "--local-scheduler")
     assert again.returncode == 0, again.stderr
     assert [record.start for record in emulator.requests] == ["20240302T00"]
+
+
+def test_a_long_range_goes_to_the_scheduler_in_batches_and_a_failed_day_blocks_only_its_own(
+    workspace: Workspace, emulator
+) -> None:
+    """Over more than `batch_days` missing days ExportRange yields batches (dynamic dependencies), so
+    Luigi's pending set stays small; a failed day in the first batch leaves the later ones to land."""
+    days = [DAY + dt.timedelta(days=n) for n in range(5)]
+    emulator.add_fault("status", times=None, match=days[0], status=500)
+    stop = str(days[-1] + dt.timedelta(days=1))
+    args = ("ExportRange", "--start", str(DAY), "--stop", stop, "--batch-days", "2", "--local-scheduler")
+    run = workspace.luigi(*args, "--workers", "2")
+    assert run.returncode == 30, run.stderr  # [retcode] task_failed
+    assert "batch=True" in run.stderr, "the days went to the scheduler in batches"
+    assert sorted(workspace.keys("python_import/_verified/")) == [
+        f"python_import/_verified/{day}.json" for day in days[1:]
+    ]
+
+    emulator.faults.clear()
+    emulator.reset_requests()
+    again = workspace.luigi(*args)
+    assert again.returncode == 0, again.stderr
+    assert [record.start for record in emulator.requests] == [f"{days[0]:%Y%m%d}T00"]
+    assert len(workspace.keys("python_import/_verified/")) == 5
