@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -114,10 +115,17 @@ class DayTask(luigi.Task):
         return day_priority(self.date)
 
     def layout(self) -> DayLayout:
-        return DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
+        """Built once per task: Luigi asks for a task's output many times while it schedules."""
+        if "_layout" not in self.__dict__:
+            self._layout = DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
+        return self._layout
 
     def marker(self, key: str) -> MarkerTarget:
-        return MarkerTarget(storage().open_bucket(), key)
+        """Built once per task and process: a task forked by Luigi must not use its parent's client."""
+        targets: dict[tuple[int, str], MarkerTarget] = self.__dict__.setdefault("_markers", {})
+        if (os.getpid(), key) not in targets:
+            targets[os.getpid(), key] = MarkerTarget(storage().open_bucket(), key)
+        return targets[os.getpid(), key]
 
     def complete(self) -> bool:
         settings_checked()

@@ -194,6 +194,7 @@ def test_aws_endpoint_url_is_honoured_by_the_clients(
         VerifyDay(date=dt.date(2024, 3, 1)).output().bucket.client.meta.endpoint_url == "http://127.0.0.1:9"
     )
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
+    luigi.task_register.Register.clear_instance_cache()  # tasks keep their targets: new settings, new tasks
     assert (
         VerifyDay(date=dt.date(2024, 3, 1)).output().bucket.client.meta.endpoint_url == "http://127.0.0.1:10"
     )

@@ -399,4 +399,5 @@ def test_a_missing_bucket_is_named_when_completeness_is_checked(
         with pytest.raises(StorageError, match="'amp-no-such-bucket-0815' does not exist"):
             task.complete()
     monkeypatch.setenv("AWS_BUCKET_NAME", in_process.bucket)
+    luigi.task_register.Register.clear_instance_cache()  # tasks keep their targets: new settings, new tasks
     assert not VerifyDay(date=DAY).complete()
