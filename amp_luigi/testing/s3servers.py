@@ -168,17 +168,13 @@ class MotoServer(S3Server):
             self._thread = None
 
 
-class MotoProcessServer(S3Server):
-    """moto's `moto_server` in a process of its own, over HTTP; every request it answers is a log line.
+class ProcessServer(S3Server):
+    """An S3 server in a child process that logs to `log`; stopped gently, then for sure."""
 
-    For benchmarks: a server in the client's process would share its GIL and its CPU figures, and a
-    floor measured from that process would wait on its own server. `pid` is for reading its CPU.
-    """
+    program = "the server"
 
-    kind = "moto"
-
-    def __init__(self) -> None:
-        super().__init__(tls=False)
+    def __init__(self, *, tls: bool = False) -> None:
+        super().__init__(tls=tls)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -189,7 +185,41 @@ class MotoProcessServer(S3Server):
     @property
     def log(self) -> Path:
         assert self.root is not None
-        return self.root / "moto.log"
+        return self.root / f"{self.kind}.log"
+
+    def _failed(self) -> str | None:
+        if self._process is not None and self._process.poll() is not None:
+            return f"{self.program} exited with {self._process.returncode}; see {self.log}"
+        return None
+
+    def _halt(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class MotoProcessServer(ProcessServer):
+    """moto's `moto_server` in a process of its own, over HTTP; every request it answers is a log line.
+
+    For benchmarks: a server in the client's process would share its GIL and its CPU figures, and a
+    floor measured from that process would wait on its own server. `pid` is for reading its CPU.
+    """
+
+    kind = "moto"
+    program = "moto_server"
+
+    def __init__(self) -> None:
+        super().__init__(tls=False)
 
     def _launch(self) -> None:
         script = Path(sys.executable).with_name("moto_server")
@@ -202,19 +232,8 @@ class MotoProcessServer(S3Server):
                 env=clean_environment(),
             )
 
-    def _failed(self) -> str | None:
-        if self._process is not None and self._process.poll() is not None:
-            return f"moto_server exited with {self._process.returncode}; see {self.log}"
-        return None
 
-    def _halt(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-class S3rverServer(S3Server):
+class S3rverServer(ProcessServer):
     """s3rver (npm, pinned in s3rver/package.json, installed by .ci/setup) in a Node process.
 
     It stores objects as files under its temporary directory. Its listing continuation tokens are
@@ -224,20 +243,15 @@ class S3rverServer(S3Server):
     """
 
     kind = "s3rver"
+    program = "node"
 
     def __init__(self, *, tls: bool = False, access_key: str = LOCAL_ACCESS_KEY, secret_key: str) -> None:
         super().__init__(tls=tls)
         self.access_key = access_key
         self._secret_key = secret_key
-        self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"S3rverServer(url={self.url!r})"  # never the secret key
-
-    @property
-    def log(self) -> Path:
-        assert self.root is not None
-        return self.root / "s3rver.log"
 
     def _launch(self) -> None:
         node = shutil.which("node")
@@ -263,26 +277,6 @@ class S3rverServer(S3Server):
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root
             )
-
-    def _failed(self) -> str | None:
-        if self._process is not None and self._process.poll() is not None:
-            return f"node exited with {self._process.returncode}; see {self.log}"
-        return None
-
-    def _halt(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 KINDS: dict[str, type[S3Server]] = {"moto": MotoServer, "s3rver": S3rverServer}
