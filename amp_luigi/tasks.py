@@ -127,6 +127,10 @@ class DayTask(luigi.Task):
             targets[os.getpid(), key] = MarkerTarget(storage().open_bucket(), key)
         return targets[os.getpid(), key]
 
+    def __getstate__(self) -> dict[str, object]:
+        """Without the targets: their S3 client cannot be pickled (a spawned worker, not forked)."""
+        return {name: value for name, value in self.__dict__.items() if name != "_markers"}
+
     def complete(self) -> bool:
         settings_checked()
         return bool(self.output().exists())

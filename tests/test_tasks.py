@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -401,3 +402,11 @@ def test_a_missing_bucket_is_named_when_completeness_is_checked(
     monkeypatch.setenv("AWS_BUCKET_NAME", in_process.bucket)
     luigi.task_register.Register.clear_instance_cache()  # tasks keep their targets: new settings, new tasks
     assert not VerifyDay(date=DAY).complete()
+
+
+def test_a_task_pickles_without_its_s3_targets_for_a_spawned_worker(in_process: Workspace) -> None:
+    task = VerifyDay(date=DAY)
+    assert not task.complete()  # builds and caches its marker target, with the process's S3 client
+    copy = pickle.loads(pickle.dumps(task))
+    assert copy == task and copy.layout() == task.layout()
+    assert not copy.complete(), "the copy builds its own target"
