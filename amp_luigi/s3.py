@@ -1,9 +1,9 @@
-"""S3, as the pipeline needs it: streamed uploads with server-verified checksums, listings, markers.
+"""S3, as the pipeline needs it: streamed, proven uploads, listings, markers; every request's errors
+translated in one place.
 
-Each upload request carries the CRC32 of its bytes, which S3 checks on arrival, and an object is
-committed only when its bytes have the CRC32 extraction computed. S3's answer, the ETag, is what a
-later listing shows for an object nobody replaced since, so verification needs no request per
-object. botocore retries throttling and 5xx itself (adaptive mode); what it cannot fix (no bucket,
+Each upload request is proven by the store's answer (amp_luigi.proof), and an object is committed
+only when its bytes have the CRC32 extraction computed. S3's answer, the ETag, is what a later
+listing shows for an object nobody replaced since, so verification needs no request per object. botocore retries throttling and 5xx itself (adaptive mode); what it cannot fix (no bucket,
 access denied) becomes a StorageError that names the bucket and the permission to grant.
 """
 
@@ -139,12 +139,16 @@ class Bucket:
         self._check_bucket()
         return False
 
+    @property
+    def _store(self) -> tuple[str, str]:
+        """This bucket on this endpoint: what the process-wide findings about a store are kept by."""
+        return (str(self.client.meta.endpoint_url), self.name)
+
     def _check_bucket(self) -> None:
         """Raises StorageError naming the bucket if it is missing (a listing's error has a body); once."""
-        store = (str(self.client.meta.endpoint_url), self.name)
-        if store not in _EXISTING_BUCKETS:
+        if self._store not in _EXISTING_BUCKETS:
             self._call("list", "", self.client.list_objects_v2, MaxKeys=1)
-            _EXISTING_BUCKETS.add(store)
+            _EXISTING_BUCKETS.add(self._store)
 
     def listing(self, prefix: str) -> dict[str, Listed]:
         """Every key under `prefix` with its size and ETag, in as few requests as S3 allows (1,000 a page)."""
@@ -261,7 +265,7 @@ class Bucket:
         """
         if self.proof is not Proof.CHECKSUM or self.probe_key is None:
             return
-        store = (str(self.client.meta.endpoint_url), self.name)
+        store = self._store
         with _PROBE_LOCK:
             if store in _CHECKING_STORES:
                 return
@@ -289,24 +293,29 @@ class Bucket:
         )
 
     def _abort(self, key: str, upload_id: str) -> None:
-        """Best effort: a refused abort (no s3:AbortMultipartUpload) must not hide why the upload failed."""
-        try:
-            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            logger.warning(
-                "could not abort the multipart upload of s3://%s/%s (%s): its parts stay stored (and billed) "
-                "until a lifecycle rule for incomplete multipart uploads removes them",
-                self.name,
-                key,
-                error,
-            )
+        """A refused abort (no s3:AbortMultipartUpload) must not hide why the upload failed."""
+        self._best_effort(
+            lambda: self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id),
+            f"could not abort the multipart upload of s3://{self.name}/{key}",
+            "its parts stay stored (and billed) until a lifecycle rule for incomplete multipart uploads "
+            "removes them",
+        )
 
     def _discard(self, key: str) -> None:
-        """Best effort removal of an object that must not stay; a failure is logged, never raised."""
+        """Removal of an object that must not stay."""
+        self._best_effort(
+            lambda: self.client.delete_object(Bucket=self.name, Key=key),
+            f"could not remove s3://{self.name}/{key}",
+            "remove it by hand",
+        )
+
+    @staticmethod
+    def _best_effort(call: Callable[[], object], failed: str, then: str) -> None:
+        """A clean-up whose failure is logged, never raised: it must not replace the error in hand."""
         try:
-            self.client.delete_object(Bucket=self.name, Key=key)
+            call()
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            logger.warning("could not remove s3://%s/%s (%s): remove it by hand", self.name, key, error)
+            logger.warning("%s (%s): %s", failed, error, then)
 
     def _parts(self, chunks: Iterable[bytes]) -> Iterator[bytearray]:
         # Each part is handed to botocore as the buffer itself (it takes a bytearray as it takes
@@ -350,7 +359,7 @@ class Bucket:
         return [upload["Key"] for upload in uploads]
 
     def write_json(self, key: str, data: dict[str, Any]) -> None:
-        """One proven PUT, atomic in S3 (S3Target.open("w") stages a temporary file and an s3transfer upload).
+        """One proven PUT, atomic in S3: a reader sees the old marker or the new one, never half of one.
 
         The value is sent whole with its digest in a header, never as an aws-chunked stream with a
         trailing checksum (boto3's default over HTTPS), which stores without aws-chunked keep verbatim.
