@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     status.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
     status.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
+    status.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+    )
 
     status.add_argument(
         "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also export one early hour from Amplitude, proving the keys and the region (one request)",
     )
+    check.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+    )
 
     athena = commands.add_parser(
         "athena",
@@ -68,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     athena.add_argument("--database", default="amplitude", help="database (default amplitude)")
     athena.add_argument(
-        "--table", default="events", help="table name; the raw table gets _raw (default events)"
+        "--table",
+        default="events",
+        help="table name; the raw table gets _raw, a named project's tables _<name> (default events)",
+    )
+    athena.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
     )
 
     args = parser.parse_args(argv)
@@ -77,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         from amp_luigi.errors import AmpLuigiError
 
         try:
-            print(athena_module.statements(args.database, args.table), end="")
+            print(athena_module.statements(args.database, args.table, args.project), end="")
         except AmpLuigiError as error:
             print(f"amp-luigi athena: {error}", file=sys.stderr)
             return 2
@@ -100,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "check":
-            return check_module.main(amplitude_too=args.amplitude, out=sys.stdout)
-        return status_module.main(args.start, args.stop, check=args.check, metrics_file=args.metrics_file)
+            return check_module.main(amplitude_too=args.amplitude, out=sys.stdout, project=args.project)
+        return status_module.main(
+            args.start, args.stop, project=args.project, check=args.check, metrics_file=args.metrics_file
+        )
     except AmpLuigiError as error:  # a missing setting, no bucket, access denied: say which
         print(f"amp-luigi {args.command}: {error}", file=sys.stderr)
         return 2

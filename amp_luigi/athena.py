@@ -61,17 +61,22 @@ def raw_table(bucket: str, prefix: str, first_date: dt.date, table: str) -> str:
     )
 
 
-def statements(database: str, table: str) -> str:
-    """Both statements for the configured bucket and prefixes (read like the `luigi` command does)."""
-    from amp_luigi.settings import amplitude, parquet, storage
+def statements(database: str, table: str, project: str | None = None) -> str:
+    """Both statements for each configured project (`project` alone when given), with the bucket and
+    prefixes read like the `luigi` command does; a named project's tables are `<table>_<name>`."""
+    from amp_luigi import projects
 
-    bucket, prefix = storage().bucket_name(), storage().key_prefix()
-    first = amplitude().first_date
-    name = f"`{database}`.`{table}`"
-    raw = f"`{database}`.`{table}_raw`"
-    return (
-        f"-- query-ready Parquet, one partition per UTC day (ParquetDay)\n"
-        f"{parquet_table(bucket, parquet().key_prefix(prefix), first, name)}\n\n"
-        f"-- the raw NDJSON archive as amp-luigi landed it (VerifyDay)\n"
-        f"{raw_table(bucket, prefix, first, raw)}\n"
-    )
+    projects.checked(project)
+    parts = []
+    for each in projects.configured() if project is None else [project]:
+        settings = projects.project(each)
+        stem = f"{table}_{each}" if each else table
+        bucket, first = settings.bucket, settings.first_date
+        about = f" of {settings.label()}" if each else ""
+        parts.append(
+            f"-- query-ready Parquet{about}, one partition per UTC day (ParquetDay)\n"
+            f"{parquet_table(bucket, settings.parquet_prefix, first, f'`{database}`.`{stem}`')}\n\n"
+            f"-- the raw NDJSON archive{about} as amp-luigi landed it (VerifyDay)\n"
+            f"{raw_table(bucket, settings.prefix, first, f'`{database}`.`{stem}_raw`')}\n"
+        )
+    return "\n".join(parts)

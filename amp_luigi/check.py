@@ -67,7 +67,6 @@ MULTIPART_ABORT = Step(
     "a failed large upload's parts stay stored until a lifecycle rule removes them",
 )
 S3_STEPS = (LIST, UPLOAD, READ, DELETE, MULTIPART_LIST, MULTIPART_ABORT)
-AMPLITUDE = Step("export one hour", "AMP_API_KEY / AMP_SECRET_KEY", True, "no day can be exported")
 
 
 def s3_results(bucket: Bucket, prefix: str) -> list[Result]:
@@ -92,8 +91,9 @@ def _open_and_abort(bucket: Bucket, key: str) -> None:
     bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload["UploadId"])
 
 
-def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.date) -> Result:
+def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.date, keys: str) -> Result:
     """One export of the first hour of the project's first day: 200 or 404 (no data) prove the keys."""
+    step = Step("export one hour", keys, True, "no day can be exported")
     start = dt.datetime.combine(first_date, dt.time())
     hours = HourRange(start, start)
     with tempfile.TemporaryDirectory(prefix="amp-luigi-check-") as scratch:
@@ -102,8 +102,8 @@ def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.d
         except TooLargeError:
             found = True  # Amplitude answered after checking the keys
         except AmpLuigiError as error:
-            return Result(AMPLITUDE, FAILED, str(error))
-    return Result(AMPLITUDE, OK, f"{hours.label()}: {'data' if found else 'no data (404), keys accepted'}")
+            return Result(step, FAILED, str(error))
+    return Result(step, OK, f"{hours.label()}: {'data' if found else 'no data (404), keys accepted'}")
 
 
 def _attempt(step: Step, call: Callable[[], object], detail: str = "") -> Result:
@@ -140,19 +140,24 @@ def render(results: list[Result], where: str, out: TextIO) -> None:
         print("\nReady: every check passed.", file=out)
 
 
-def main(*, amplitude_too: bool, out: TextIO) -> int:
-    """The whole check; 0 only when everything amp-luigi needs works, 1 when not, 2 for a setting."""
-    from amp_luigi.settings import amplitude, problems, storage
+def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int:
+    """The whole check of `project` (None: of every configured project); 0 only when everything
+    amp-luigi needs works, 1 when not, 2 for a setting."""
+    from amp_luigi import projects
 
-    found = problems(exporting=amplitude_too)
+    found = projects.problems(project, exporting=amplitude_too)
     if found:
         print("amp-luigi check: the settings are not usable:\n  - " + "\n  - ".join(found), file=out)
         return 2
-    settings = storage()
-    bucket = settings.open_bucket()
-    results = s3_results(bucket, settings.key_prefix())
-    if amplitude_too:
-        client = amplitude().client()
-        results.append(amplitude_result(client.download, amplitude().first_date))
-    render(results, f"s3://{bucket.name}/{settings.key_prefix()}/", out)
-    return 1 if any(result.blocks for result in results) else 0
+    blocked = False
+    for name in projects.configured() if project is None else [project]:
+        settings = projects.project(name)
+        bucket = settings.open_bucket()
+        results = s3_results(bucket, settings.prefix)
+        if amplitude_too:
+            keys = " / ".join(projects.key_variables(name))
+            results.append(amplitude_result(settings.client().download, settings.first_date, keys))
+        where = f"s3://{bucket.name}/{settings.prefix}/"
+        render(results, f"{settings.label()}, {where}" if name else where, out)
+        blocked = blocked or any(result.blocks for result in results)
+    return 1 if blocked else 0

@@ -4,13 +4,18 @@ The repository's luigi.cfg sets each of these, with the reason beside it. A depl
 `luigi --module amp_luigi ...` from a directory without that file would otherwise get Luigi's own
 defaults: exit code 0 when a day fails (cron never notices), one export at a time, and range tools
 that clip `--start` to 100 days back. The `luigi` command imports the module before it reads
-`[retcode]`, so applying these on import is in time; any value a file sets wins.
+`[retcode]`, so applying these on import is in time; any value a file sets wins. Each project a
+`[project.<name>]` section names gets its own export cap, `[resources] amplitude_export_<name>`, with
+the same default (amp_luigi.projects).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+EXPORT_RESOURCE = "amplitude_export"
+EXPORT_CAP = "2"  # Amplitude allows about 5 concurrent requests per project across all its endpoints
+PROJECT_SECTION = "project."
 RANGE_DEFAULTS = {"days_back": "36500", "days_forward": "-1", "task_limit": "100000"}
 
 DEFAULTS: dict[str, dict[str, str]] = {
@@ -23,15 +28,24 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "unhandled_exception": "40",
     },
     "worker": {"keep_alive": "false"},
-    "resources": {"amplitude_export": "2"},
+    "resources": {EXPORT_RESOURCE: EXPORT_CAP},
     "RangeDailyBase": RANGE_DEFAULTS,
     "RangeDaily": RANGE_DEFAULTS,
 }
 
 
+def export_resource(project: str) -> str:
+    """The Luigi resource capping a project's concurrent exports ('' = the unnamed project's)."""
+    return f"{EXPORT_RESOURCE}_{project}" if project else EXPORT_RESOURCE
+
+
 def apply(config: Any) -> None:
     """Set every default the configuration leaves unset (a ConfigParser-like Luigi config)."""
-    for section, options in DEFAULTS.items():
+    projects = [
+        name[len(PROJECT_SECTION) :] for name in config.sections() if name.startswith(PROJECT_SECTION)
+    ]
+    caps = {export_resource(project): EXPORT_CAP for project in projects}
+    for section, options in {**DEFAULTS, "resources": {**DEFAULTS["resources"], **caps}}.items():
         if not config.has_section(section):
             config.add_section(section)
         for option, value in options.items():

@@ -22,6 +22,11 @@ newest N days of the range that are already complete, on every run, through Refr
 amp_luigi.tasks: a complete day cannot simply be run again, since Luigi calls a task complete when
 its output exists). UploadDay deletes the objects the new export no longer names and overwrites the
 others under the same keys, so S3 ends up holding exactly the new export, without duplicates.
+
+Without `--project`, when luigi.cfg names projects, ExportRange requires one ExportRange per project
+(`--project web`, ...), each deciding its own missing days from its own listing: one project's
+failing days or wrong keys never hold back another's. With `--project`, or when luigi.cfg names
+none, it fills that one project.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.hours import last_available_day
+from amp_luigi.projects import names, project
 from amp_luigi.settings import amplitude, parquet
-from amp_luigi.tasks import DayTask, ParquetDay, RefreshDay, VerifyDay
+from amp_luigi.tasks import DayTask, ParquetDay, ProjectTask, RefreshDay, VerifyDay
 
 
-class ExportRange(RangeDaily):
+class ExportRange(ProjectTask, RangeDaily):
     """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
     and with --refresh-days N the newest N complete days of the range again.
 
@@ -80,15 +86,25 @@ class ExportRange(RangeDaily):
         # parameter keeps its default so the task id stays the same; RangeDaily reads `self.of`.
         if self.of is VerifyDay and parquet().enabled:
             self.of = ParquetDay  # type: ignore[assignment]
+        if self.project:  # the days are that project's (RangeDaily passes of_params to them all)
+            self.of_params = {**self.of_params, "project": self.project}
+
+    def projects(self) -> list[ExportRange]:
+        """One range per named project, when this one names none (see the module docstring)."""
+        if self.project or self.batch:
+            return []
+        return [self.clone(project=name) for name in names()]
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
-        return dt.datetime.combine(amplitude().first_date, dt.time())
+        return dt.datetime.combine(project(self.project).first_date, dt.time())
 
     def moving_stop(self, now: dt.datetime) -> dt.datetime:
         newest = last_available_day(now, amplitude().availability_lag_hours)
         return dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
 
     def requires(self) -> list[luigi.Task]:
+        if self.projects():
+            return list(self.projects())
         fill: list[luigi.Task] = list(super().requires())
         if self.refresh_days <= 0:
             return fill
@@ -105,12 +121,14 @@ class ExportRange(RangeDaily):
 
     def deps(self) -> list[luigi.Task]:
         """What the scheduler gets up front: every missing day for a short range, nothing otherwise."""
+        if self.projects():
+            return list(self.projects())
         if self.batch or len(self.requires()) > self.batch_days:
             return []
         return list(super().deps())
 
     def run(self) -> Iterator[list[luigi.Task]]:
-        if not self.batch and len(self.requires()) <= self.batch_days:
+        if self.projects() or (not self.batch and len(self.requires()) <= self.batch_days):
             return  # deps() gave the scheduler every day; nothing is left to do here
         self.__dict__.pop("_cached_requires", None)  # a run after the days ran: look again
         required = self.requires()
@@ -143,4 +161,8 @@ class ExportRange(RangeDaily):
         start = self.start or self.moving_start(now).date()
         newest = [stop - dt.timedelta(days=n) for n in range(1, self.refresh_days + 1)]
         # A missing day is exported by the gap filling anyway; refresh only the complete ones.
-        return [RefreshDay(day, as_of=now) for day in sorted(newest) if day >= start and day not in missing]
+        return [
+            RefreshDay(day, as_of=now, project=self.project)
+            for day in sorted(newest)
+            if day >= start and day not in missing
+        ]

@@ -1,11 +1,12 @@
 """The sandbox: the real `luigi` command against the built-in emulator and a local moto S3 server.
 
 `python -m amp_luigi sandbox` needs no account and no network beyond 127.0.0.1. It starts the
-Amplitude emulator (in this process) and a moto S3 server on free loopback ports, writes a
-throwaway working directory holding the project's luigi.cfg, then runs the range wrapper exactly as
-cron would (`luigi --module amp_luigi ExportRange --start ...`) for the last few exportable days,
-prints what landed in the bucket (from the verified markers), and runs it again to show that every
-day is skipped without a request to Amplitude. With `--with-scheduler` it also starts `luigid` and
+Amplitude emulator (in this process) serving two projects, `web` and `ios`, each with its own keys
+and events, and a moto S3 server on free loopback ports, writes a throwaway working directory
+holding the project's luigi.cfg with a `[project.<name>]` section for each, then runs the range
+wrapper exactly as cron would (`luigi --module amp_luigi ExportRange --start ...`, every project)
+for the last few exportable days, prints what landed under each project's prefix (from the verified
+markers), and runs it again to show that every day is skipped without a request to Amplitude. With `--with-scheduler` it also starts `luigid` and
 leaves it running with the visualiser open for inspection until Ctrl-C. Everything is removed at exit.
 """
 
@@ -39,7 +40,8 @@ from amp_luigi.testing.local import (
 )
 
 PREFIX = "python_import"
-SANDBOX_API_KEY = "sandbox-api-key"
+# The two projects the emulator serves: name, Amplitude project id, seed, share of --events-per-hour.
+PROJECTS = (("web", 187520, 0, 1.0), ("ios", 187521, 1, 0.5))
 
 
 def execution_summary(output: str) -> list[str]:
@@ -84,15 +86,23 @@ class Sandbox:
             check=False,
         )
 
-    def verified(self) -> dict[dt.date, DayRecord]:
-        """The verified markers, by day: what VerifyDay proved S3 holds."""
+    def verified(self, project: str) -> dict[dt.date, DayRecord]:
+        """A project's verified markers, by day: what VerifyDay proved S3 holds."""
         bucket = Bucket(self.s3, self.bucket)
-        keys = sorted(bucket.listing(marker_prefix(PREFIX, VERIFIED_DIR)))
+        keys = sorted(bucket.listing(marker_prefix(f"{PREFIX}/{project}", VERIFIED_DIR)))
         records = [read_marker(bucket, key) for key in keys]
         return {record.date: record for record in records if record is not None}
 
     def object_count(self) -> int:
         return len(Bucket(self.s3, self.bucket).listing(f"{PREFIX}/"))
+
+    def requests(self) -> dict[str, int]:
+        """The export requests the emulator answered, per project."""
+        ids = {project_id: name for name, project_id, _, _ in PROJECTS}
+        counts = dict.fromkeys(ids.values(), 0)
+        for request in self.emulator.requests:
+            counts[ids[request.project_id]] += 1
+        return counts
 
 
 @contextlib.contextmanager
@@ -116,21 +126,21 @@ def sandbox(
 
     from amp_luigi.emulator import Emulator
 
-    secret_key = f"sandbox-secret-{secrets.token_hex(8)}"
+    keys = {name: (f"sandbox-{name}-key", f"sandbox-secret-{secrets.token_hex(8)}") for name, *_ in PROJECTS}
     aws_secret = f"sandbox-aws-{secrets.token_hex(8)}"
     workdir = root / "work"
     workdir.mkdir(parents=True)
-    (workdir / "luigi.cfg").write_text(project_config(), encoding="utf-8")
+    (workdir / "luigi.cfg").write_text(project_config(tuple(keys)), encoding="utf-8")
     with contextlib.ExitStack() as stack:
-        emulator = stack.enter_context(
-            Emulator(SANDBOX_API_KEY, secret_key, events_per_hour=events_per_hour, latency_seconds=latency)
-        )
+        emulator = Emulator(latency_seconds=latency, **_dataset(PROJECTS[0], keys, events_per_hour))
+        for project in PROJECTS[1:]:
+            emulator.add_project(**_dataset(project, keys, events_per_hour))
+        stack.enter_context(emulator)
         server = s3servers.MotoProcessServer() if moto_process else s3servers.MotoServer()
         endpoint = stack.enter_context(server).url
         env = deployment_environment(
             export_url=emulator.url,
-            api_key=SANDBOX_API_KEY,
-            secret_key=secret_key,
+            keys=keys,
             bucket=f"amp-sandbox-{secrets.token_hex(4)}",  # moto keeps buckets per process, not server
             endpoint=endpoint,
             data_dir=root / "staging",
@@ -145,6 +155,20 @@ def sandbox(
             luigid_env = {**clean_environment(), "LUIGI_CONFIG_PATH": str(workdir / "luigi.cfg")}
             scheduler = stack.enter_context(Luigid(root / "luigid", env=luigid_env))
         yield Sandbox(root, emulator, s3, endpoint, bucket, env, scheduler)
+
+
+def _dataset(
+    project: tuple[str, int, int, float], keys: dict[str, tuple[str, str]], events_per_hour: int
+) -> dict[str, Any]:
+    name, project_id, seed, share = project
+    api_key, secret_key = keys[name]
+    return {
+        "api_key": api_key,
+        "secret_key": secret_key,
+        "project_id": project_id,
+        "seed": seed,
+        "events_per_hour": max(1, int(events_per_hour * share)),
+    }
 
 
 def _human(size: int) -> str:
@@ -205,36 +229,40 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
 
     began = time.monotonic()
     first = box.luigi(*command)
-    _print_run("Run 1: export every missing day", command, first, time.monotonic() - began)
-    print(f"  the emulator answered {len(box.emulator.requests)} export request(s)")
-    markers = box.verified()
-    if first.returncode != 0 or len(markers) != (newest - start).days + 1:
+    _print_run("Run 1: export every missing day of every project", command, first, time.monotonic() - began)
+    print(f"  export requests the emulator answered: {_per_project(box.requests())}")
+    markers = {name: box.verified(name) for name, *_ in PROJECTS}
+    if first.returncode != 0 or any(len(days) != (newest - start).days + 1 for days in markers.values()):
         print("\nThe first run did not verify every day. Its output:\n" + first.stdout + first.stderr)
         return 1
 
-    print(f"\nData landed in s3://{box.bucket}/{PREFIX}/ (endpoint {box.s3_endpoint}):")
-    print(f"  {'day':<10}  {'objects':>7}  {'events':>8}  {'bytes':>10}")
-    for day, record in markers.items():
-        print(f"  {day!s:<10}  {len(record.objects):>7}  {record.events:>8,}  {_human(record.bytes):>10}")
-    total_events = sum(record.events for record in markers.values())
-    total_objects = sum(len(record.objects) for record in markers.values())
-    print(
-        f"  {len(markers)} day(s), {total_objects} data object(s), {total_events:,} events; "
-        f"{box.object_count()} keys in the bucket with the _uploaded/ and _verified/ markers"
-    )
+    for name, days in markers.items():
+        print(
+            f"\nproject {name}: data landed in s3://{box.bucket}/{PREFIX}/{name}/ (endpoint {box.s3_endpoint}):"
+        )
+        print(f"  {'day':<10}  {'objects':>7}  {'events':>8}  {'bytes':>10}")
+        for day, record in days.items():
+            print(f"  {day!s:<10}  {len(record.objects):>7}  {record.events:>8,}  {_human(record.bytes):>10}")
+        events = sum(record.events for record in days.values())
+        objects = sum(len(record.objects) for record in days.values())
+        print(f"  {len(days)} day(s), {objects} data object(s), {events:,} events")
+    print(f"\n{box.object_count()} keys in the bucket with each project's _uploaded/ and _verified/ markers")
 
     box.emulator.reset_requests()
     began = time.monotonic()
     second = box.luigi(*command)
     _print_run("Run 2: the same command again", command, second, time.monotonic() - began)
-    after = box.verified()
-    skipped = [day for day in markers if day in after and after[day].verified_at == markers[day].verified_at]
-    for day in markers:
-        state = "skipped, verified marker unchanged" if day in skipped else "RUN AGAIN"
-        print(f"  {day}: {state}")
-    requests = len(box.emulator.requests)
-    print(f"  the emulator answered {requests} export request(s)")
-    ok = second.returncode == 0 and requests == 0 and len(skipped) == len(markers)
+    skipped = 0
+    for name, days in markers.items():
+        after = box.verified(name)
+        for day, record in days.items():
+            same = day in after and after[day].verified_at == record.verified_at
+            skipped += same
+            print(f"  {name} {day}: {'skipped, verified marker unchanged' if same else 'RUN AGAIN'}")
+    requests = box.requests()
+    print(f"  export requests the emulator answered: {_per_project(requests)}")
+    total = sum(len(days) for days in markers.values())
+    ok = second.returncode == 0 and not any(requests.values()) and skipped == total
     print("\nEvery day was skipped without a request to Amplitude." if ok else "\nThe second run did work!")
 
     if box.scheduler:
@@ -246,3 +274,7 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
                     time.sleep(0.5)
             print("\nStopping.")
     return 0 if ok else 1
+
+
+def _per_project(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items())

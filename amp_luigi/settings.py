@@ -26,7 +26,6 @@ from luigi.parameter import ParameterVisibility
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.export_client import ExportClient, RetryPolicy
-from amp_luigi.layout import probe_key
 from amp_luigi.members import Limits
 from amp_luigi.proof import CHOICES as PROOFS
 from amp_luigi.proof import Proof, resolve
@@ -68,10 +67,15 @@ EXPORT_URLS = {
 _PRIVATE = ParameterVisibility.PRIVATE
 
 
+def read_env(name: str) -> str:
+    """An environment variable (after `.env` is read), '' when unset."""
+    _read_dotenv()
+    return os.environ.get(name, "")
+
+
 def _setting(value: str, section: str, option: str, env: str | None = None, *, required: bool = False) -> str:
     """The environment variable if set, else the luigi.cfg value; a required one must be one of them."""
-    _read_dotenv()
-    resolved = (os.environ.get(env, "") if env else "") or value
+    resolved = (read_env(env) if env else "") or value
     if required and not resolved:
         where = f"the environment variable {env} or " if env else ""
         raise ConfigError(
@@ -117,12 +121,7 @@ class amplitude(luigi.Config):
     def export_url(self) -> str:
         url = _setting(self.url, "amplitude", "url", "AMP_EXPORT_URL")
         if not url:
-            if self.region not in EXPORT_URLS:
-                raise ConfigError(
-                    f"Unknown Amplitude region {self.region!r}: set `region` in the [amplitude] section of "
-                    f"luigi.cfg to one of {', '.join(sorted(EXPORT_URLS))}, or AMP_EXPORT_URL to a full URL."
-                )
-            return EXPORT_URLS[self.region]
+            return region_url(self.region, Setting("amplitude", "region"))
         return http_url(url, Setting("amplitude", "url", "AMP_EXPORT_URL"), EXPORT_URLS["eu"])
 
     def credentials(self) -> tuple[str, str]:
@@ -137,8 +136,8 @@ class amplitude(luigi.Config):
             ),
         )
 
-    def problems(self, *, exporting: bool) -> list[str]:
-        """What is wrong with this section (with `exporting`, the credentials must be set too)."""
+    def problems(self) -> list[str]:
+        """What is wrong with this section; the keys are checked per project (amp_luigi.projects)."""
         lag = Setting("amplitude", "availability_lag_hours")
         checks: list[Callable[[], object]] = [
             self.export_url,
@@ -153,17 +152,14 @@ class amplitude(luigi.Config):
             ),
             lambda: at_least(self.connect_timeout, 0.1, Setting("amplitude", "connect_timeout")),
             lambda: at_least(self.read_timeout, 1, Setting("amplitude", "read_timeout")),
-            lambda: _not_after_today(self.first_date),
+            lambda: not_after_today(self.first_date, Setting("amplitude", "first_date")),
         ]
-        if exporting:
-            checks.append(self.credentials)
-        return _failures(checks)
+        return failures(checks)
 
-    def client(self) -> ExportClient:
-        validated(exporting=True)
-        api_key, secret_key = self.credentials()
+    def client(self, url: str, api_key: str, secret_key: str) -> ExportClient:
+        """A client of one project's export (amp_luigi.projects.Project.client checks its settings)."""
         return ExportClient(
-            self.export_url(),
+            url,
             api_key,
             secret_key,
             retry=RetryPolicy(self.max_attempts, self.backoff_seconds, self.max_backoff_seconds),
@@ -225,7 +221,7 @@ class storage(luigi.Config):
         )
 
     def problems(self) -> list[str]:
-        return _failures(
+        return failures(
             [
                 self.bucket_name,
                 self.key_prefix,
@@ -262,15 +258,15 @@ class storage(luigi.Config):
         validated()
         return _s3_client(*self._client_key())
 
-    def open_bucket(self) -> Bucket:
-        """The target bucket, through client()."""
+    def open_bucket(self, name: str, probe_key: str) -> Bucket:
+        """A project's bucket (amp_luigi.projects.Project.open_bucket), through client()."""
         return Bucket(
             self.client(),
-            self.bucket_name(),
+            name,
             part_size=self.part_size(),
             threads=self.upload_threads,
             proof=self.proof(),
-            probe_key=probe_key(self.key_prefix()),
+            probe_key=probe_key,
         )
 
     def _client_key(self) -> tuple[str, str, int, int, Proof, tuple[str, ...]]:
@@ -294,7 +290,7 @@ class staging(luigi.Config):
         return Limits(self.max_inflate_ratio, self.max_line_mib * 1024 * 1024)
 
     def problems(self) -> list[str]:
-        return _failures(
+        return failures(
             [
                 lambda: staging_dir(self.root(), Setting("staging", "data_dir", "AMP_DATA_DIR")),
                 lambda: at_least(self.max_inflate_ratio, 2, Setting("staging", "max_inflate_ratio")),
@@ -303,7 +299,7 @@ class staging(luigi.Config):
         )
 
 
-def _failures(checks: list[Callable[[], object]]) -> list[str]:
+def failures(checks: list[Callable[[], object]]) -> list[str]:
     """The message of every check that raises ConfigError, in order."""
     found = []
     for check in checks:
@@ -314,21 +310,27 @@ def _failures(checks: list[Callable[[], object]]) -> list[str]:
     return found
 
 
-def _not_after_today(first_date: dt.date) -> None:
+def not_after_today(first_date: dt.date, setting: Setting) -> None:
     if first_date > dt.date.today():
+        raise ConfigError(f"{setting} = {first_date} is in the future: set the day the project started.")
+
+
+def region_url(region: str, setting: Setting) -> str:
+    if region not in EXPORT_URLS:
         raise ConfigError(
-            f"[amplitude] first_date = {first_date} is in the future: set the day the project started."
+            f"Unknown Amplitude region {region!r}: set {setting} to one of {', '.join(sorted(EXPORT_URLS))}, "
+            "or a full export URL (AMP_EXPORT_URL, or `url` in a project's section)."
         )
+    return EXPORT_URLS[region]
 
 
-def problems(*, exporting: bool) -> list[str]:
-    """Everything wrong with the settings: unreadable values first, then each section's rules."""
+def problems() -> list[str]:
+    """Everything wrong with the settings all projects share: unreadable values first, then each
+    section's rules (the projects' own, and their keys, are amp_luigi.projects' to check)."""
     unreadable = _unreadable()
     if unreadable:
         return unreadable
-    found = [*amplitude().problems(exporting=exporting), *storage().problems(), *staging().problems()]
-    if not found:
-        found = parquet().problems(storage().key_prefix())
+    found = [*amplitude().problems(), *storage().problems(), *staging().problems(), *parquet().problems()]
     lag = amplitude().availability_lag_hours
     if not found and lag < AMPLITUDE_LAG_HOURS and lag not in _warned:
         _warned.add(lag)
@@ -339,6 +341,17 @@ def problems(*, exporting: bool) -> list[str]:
             AMPLITUDE_LAG_HOURS,
         )
     return found
+
+
+def config_sections() -> list[str]:
+    """The sections of the Luigi configuration (luigi.cfg and LUIGI_CONFIG_PATH)."""
+    return list(luigi.configuration.get_config().sections())
+
+
+def config_section(section: str) -> dict[str, str]:
+    """One section's options as written (a project's, read by amp_luigi.projects)."""
+    config = luigi.configuration.get_config()
+    return {option: str(config.get(section, option)) for option in config.options(section)}
 
 
 def _unreadable() -> list[str]:
@@ -362,12 +375,12 @@ def _unreadable() -> list[str]:
 
 
 @functools.cache
-def validated(*, exporting: bool = False) -> None:
-    """Every setting checked, once per process, before the first request to Amplitude or S3.
+def validated() -> None:
+    """Every shared setting checked, once per process, before the first request to Amplitude or S3.
 
     Raises one ConfigError listing every problem, each naming its setting.
     """
-    found = problems(exporting=exporting)
+    found = problems()
     if found:
         raise ConfigError("amp-luigi's settings are not usable:\n  - " + "\n  - ".join(found))
 
@@ -413,9 +426,17 @@ def client_config(attempts: int, threads: int, proof: Proof) -> botocore.config.
     )
 
 
+_RESET: list[Any] = []
+
+
+def forget_on_reset(cached: Any) -> None:
+    """Have reset_clients() clear another module's cache of what the settings said."""
+    _RESET.append(cached)
+
+
 def reset_clients() -> None:
     """Forget the cached sessions, clients and validation, e.g. between in-process tests."""
-    for cached in (_session, _s3_client, validated, _read_dotenv):
+    for cached in (_session, _s3_client, validated, _read_dotenv, *_RESET):
         cached.cache_clear()
 
 
@@ -458,23 +479,11 @@ class parquet(luigi.Config):
         # reads every object below it, and the two layers must not read each other's files.
         return key_prefix(self.prefix, Setting("parquet", "prefix")) or f"{storage_prefix}_parquet"
 
-    def problems(self, storage_prefix: str) -> list[str]:
-        return _failures(
+    def problems(self) -> list[str]:
+        return failures(
             [
-                lambda: _apart(self.key_prefix(storage_prefix), storage_prefix),
+                lambda: key_prefix(self.prefix, Setting("parquet", "prefix")),
                 lambda: at_least(self.memory_limit_mib, 64, Setting("parquet", "memory_limit_mib")),
                 lambda: between(self.threads, 1, 64, Setting("parquet", "threads")),
             ]
-        )
-
-
-def _apart(parquet_prefix: str, raw_prefix: str) -> None:
-    """Neither layer's prefix may hold the other: a table over one would read the other's files."""
-    inside = (parquet_prefix + "/").startswith(raw_prefix + "/") or (raw_prefix + "/").startswith(
-        parquet_prefix + "/"
-    )
-    if inside:
-        raise ConfigError(
-            f"[parquet] prefix = {parquet_prefix!r} and AMP_S3_PREFIX ([storage] prefix) = {raw_prefix!r} "
-            "overlap: a table over one would read the other's files. Give the Parquet layer a prefix of its own."
         )

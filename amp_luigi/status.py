@@ -121,8 +121,10 @@ def _date(name: str) -> dt.date | None:
         return None
 
 
-def render(days: list[DayStatus], where: str, out: TextIO) -> None:
-    """A calendar: one row per week (Monday first), one cell per day: `DD events/objects` or a state."""
+def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRange") -> None:
+    """A calendar: one row per week (Monday first), one cell per day: `DD events/objects` or a state.
+
+    `fill` is the command that fills the gaps (`ExportRange --project web` for a named project)."""
     if not days:
         print(f"{where}: no days in the range", file=out)
         return
@@ -149,7 +151,7 @@ def render(days: list[DayStatus], where: str, out: TextIO) -> None:
         print(f"  Parquet: {len(verified) - len(unconverted)} of {len(verified)} verified days", file=out)
         if unconverted:
             print(
-                f"  not in Parquet yet: {_ranges(unconverted)}; `ExportRange --of ParquetDay` converts them",
+                f"  not in Parquet yet: {_ranges(unconverted)}; `{fill} --of ParquetDay` converts them",
                 file=out,
             )
     for day in days:
@@ -157,7 +159,7 @@ def render(days: list[DayStatus], where: str, out: TextIO) -> None:
             print(f"  {day.date} failed (or is running now): {day.reason}", file=out)
     missing = [day.date for day in days if day.state == MISSING]
     if missing:
-        print(f"  missing: {_ranges(missing)}; `ExportRange --start {missing[0]}` fills them", file=out)
+        print(f"  missing: {_ranges(missing)}; `{fill} --start {missing[0]}` fills them", file=out)
 
 
 def _ranges(dates: list[dt.date]) -> str:
@@ -174,32 +176,41 @@ def main(
     start: dt.date,
     stop: dt.date | None = None,
     *,
+    project: str | None = None,
     check: bool = False,
     metrics_file: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Print the calendar; with `check`, exit 1 when a day in the range is missing or failed.
+    """Print one calendar per project (`project` alone when given); with `check`, exit 1 when a day
+    in the range is missing or failed.
 
-    With `metrics_file`, also write the Prometheus metrics there (atomically); `-` prints them
-    instead of the calendar.
+    With `metrics_file`, also write the Prometheus metrics there (atomically), one target per
+    project; `-` prints them instead of the calendars.
     """
-    from amp_luigi.settings import amplitude, parquet, staging, storage
+    from amp_luigi import projects
+    from amp_luigi.settings import amplitude, parquet
 
-    settings = storage()
     now_utc = dt.datetime.now(dt.timezone.utc)
     now = now_utc.replace(tzinfo=None)
-    newest = last_available_day(now, amplitude().availability_lag_hours)
     stop = stop or now.date()
     if stop <= start:
         print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
         return 2
-    bucket = settings.open_bucket()
-    prefix = settings.key_prefix()
-    days = collect(bucket, prefix, staging().root(), start, stop, newest, parquet=parquet().enabled)
+    projects.checked(project)
+    newest = last_available_day(now, amplitude().availability_lag_hours)
+    calendars = []
+    for name in projects.configured() if project is None else [project]:
+        settings = projects.project(name)
+        bucket = settings.open_bucket()
+        days = collect(
+            bucket, settings.prefix, settings.staging_root, start, stop, newest, parquet=parquet().enabled
+        )
+        labels = {"bucket": bucket.name, "prefix": settings.prefix, **({"project": name} if name else {})}
+        calendars.append((settings, labels, days))
     if metrics_file is not None:
         from amp_luigi import metrics
 
-        text = metrics.render([metrics.Target({"bucket": bucket.name, "prefix": prefix}, days)], now_utc)
+        text = metrics.render([metrics.Target(labels, days) for _, labels, days in calendars], now_utc)
         if metrics_file == "-":
             out.write(text)
         else:
@@ -209,5 +220,10 @@ def main(
                 print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
                 return 2
     if metrics_file != "-":
-        render(days, f"s3://{bucket.name}/{prefix}/", out)
-    return 1 if check and any(day.state in (MISSING, FAILED) for day in days) else 0
+        for index, (settings, labels, days) in enumerate(calendars):
+            where = f"s3://{labels['bucket']}/{settings.prefix}/"
+            fill = f"ExportRange --project {settings.name}" if settings.name else "ExportRange"
+            print("\n" * bool(index), end="", file=out)
+            render(days, f"{settings.label()}, {where}" if settings.name else where, out, fill)
+    every = [day for _, _, days in calendars for day in days]
+    return 1 if check and any(day.state in (MISSING, FAILED) for day in every) else 0

@@ -8,8 +8,10 @@ failed one resumes at the stage that failed, because every earlier stage left it
 Each task wires its stage (a plain function in the module of the same name) to its input and
 output. One recovery rule: a task that finds its input bad (damaged, unreadable, changed, or not
 what S3 holds) discards the task that made it, with `discard()`, and fails naming what it found;
-the next run makes that input again. The only parameter is the date: credentials and settings live
-in luigi.cfg or the environment, never in task parameters, which the central scheduler shows.
+the next run makes that input again. The parameters are the date and the project's name (left out
+for the single project of a configuration that names none, with the task ids that always had):
+credentials and settings live in luigi.cfg or the environment, never in task parameters, which the
+central scheduler shows.
 """
 
 from __future__ import annotations
@@ -38,24 +40,27 @@ from amp_luigi.layout import (
     marker_date,
     marker_prefix,
 )
+from amp_luigi.luigi_defaults import export_resource
 from amp_luigi.progress import Progress, mib
+from amp_luigi.projects import Project, checked, project
 from amp_luigi.records import DayRecord, read_marker, write_marker
 from amp_luigi.s3 import Bucket
-from amp_luigi.settings import amplitude, parquet, staging, storage, validated
+from amp_luigi.settings import amplitude, parquet, staging, storage
 from amp_luigi.upload import upload_day
 from amp_luigi.verify import differences
 
 logger = logging.getLogger(__name__)
 
 
-def settings_checked() -> None:
-    """Every setting checked before the first request; Luigi calls complete() before anything else.
+def settings_checked(name: str) -> None:
+    """Every setting (and project `name`'s keys) checked before the first request; Luigi calls
+    complete() before anything else.
 
     Luigi logs a failing complete() with its traceback; for a setting the message is all there is to
     read, so that log line is cut down to it.
     """
     try:
-        validated(exporting=True)
+        checked(name, exporting=True)
     except ConfigError as error:
         logging.getLogger("luigi-interface").addFilter(_WithoutTraceback(str(error)))
         raise
@@ -105,7 +110,39 @@ class MarkerTarget(luigi.Target):
         self.bucket.delete([self.key])
 
 
-class DayTask(luigi.Task):
+class ProjectTask(luigi.Task):
+    """A task of one project: `--project web` ([project.web] in luigi.cfg), or none for the unnamed one.
+
+    An unnamed project's task leaves the parameter out of its task id and its name, so both stay
+    what they were before projects existed (`VerifyDay(date=2024-03-01)`).
+    """
+
+    project = luigi.Parameter(
+        default="",
+        positional=False,  # `VerifyDay(date)` as before: the date stays the first positional parameter
+        description="The project's name ([project.<name>] in luigi.cfg); left out when luigi.cfg names none.",
+    )
+
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
+        params: dict[str, str] = super().to_str_params(only_significant, only_public)
+        if not self.project:
+            params.pop("project", None)
+        return params
+
+    def __repr__(self) -> str:
+        """`VerifyDay(date=2024-03-01, project=web)`: the project last, and absent when unnamed."""
+        shown = self.to_str_params(only_significant=True)
+        ordered = sorted(shown.items(), key=lambda item: item[0] == "project")
+        return f"{self.get_task_family()}({', '.join(f'{name}={value}' for name, value in ordered)})"
+
+    def settings(self) -> Project:
+        """The project's settings, read once per task (Luigi asks for outputs many times)."""
+        if "_project" not in self.__dict__:
+            self._project = project(self.project)
+        return self._project
+
+
+class DayTask(ProjectTask):
     date = luigi.DateParameter(description="The UTC day, YYYY-MM-DD.")
     # What discard() means for the next run, said when a later stage discards this one's output.
     redo = ""
@@ -117,14 +154,15 @@ class DayTask(luigi.Task):
     def layout(self) -> DayLayout:
         """Built once per task: Luigi asks for a task's output many times while it schedules."""
         if "_layout" not in self.__dict__:
-            self._layout = DayLayout(self.date, staging().root(), storage().key_prefix(), storage().keep_gzip)
+            settings = self.settings()
+            self._layout = DayLayout(self.date, settings.staging_root, settings.prefix, storage().keep_gzip)
         return self._layout
 
     def marker(self, key: str) -> MarkerTarget:
         """Built once per task and process: a task forked by Luigi must not use its parent's client."""
         targets: dict[tuple[int, str], MarkerTarget] = self.__dict__.setdefault("_markers", {})
         if (os.getpid(), key) not in targets:
-            targets[os.getpid(), key] = MarkerTarget(storage().open_bucket(), key)
+            targets[os.getpid(), key] = MarkerTarget(self.settings().open_bucket(), key)
         return targets[os.getpid(), key]
 
     def __getstate__(self) -> dict[str, object]:
@@ -132,7 +170,7 @@ class DayTask(luigi.Task):
         return {name: value for name, value in self.__dict__.items() if name != "_markers"}
 
     def complete(self) -> bool:
-        settings_checked()
+        settings_checked(self.project)
         return bool(self.output().exists())
 
     def discard(self) -> None:
@@ -144,7 +182,11 @@ class DayTask(luigi.Task):
         made_it = self.requires()
         assert isinstance(made_it, DayTask)
         made_it.discard()
-        raise type(error)(f"{self.date}: {error}. {made_it.redo}") from error
+        raise type(error)(f"{self.day_label()}: {error}. {made_it.redo}") from error
+
+    def day_label(self) -> str:
+        """The day as messages name it: `2024-03-01`, or `project web 2024-03-01`."""
+        return " ".join(filter(None, (self.settings().label(), self.date.isoformat())))
 
 
 class ExportDay(DayTask):
@@ -155,8 +197,12 @@ class ExportDay(DayTask):
     index exists; it is written after every zip is on disk in full.
     """
 
-    resources = {"amplitude_export": 1}  # Amplitude allows ~5 concurrent requests per project
     redo = "The download was discarded; the next run fetches it again."
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        # Amplitude allows ~5 concurrent requests per project: one cap per project ([resources]).
+        return {export_resource(self.project): 1}
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -169,11 +215,11 @@ class ExportDay(DayTask):
         shutil.rmtree(self.layout().export_dir, ignore_errors=True)
 
     def run(self) -> None:
-        settings = amplitude()
-        check_exportable(self.date, settings.first_date, settings.availability_lag_hours)
+        settings = self.settings()
+        check_exportable(self.date, settings.first_date, amplitude().availability_lag_hours)
         progress = Progress(self)
         # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
-        progress(f"requesting {self.date} from Amplitude, waiting for the first byte", 0, final=True)
+        progress(f"requesting {self.day_label()} from Amplitude, waiting for the first byte", 0, final=True)
 
         def on_bytes(hours: HourRange, received: int, total: int | None) -> None:
             of_total = f" of {mib(total)}" if total else ""
@@ -197,7 +243,7 @@ class ExtractDay(DayTask):
     redo = "The extracted members were discarded; the next run extracts them again."
 
     def requires(self) -> ExportDay:
-        return ExportDay(self.date)
+        return self.clone(ExportDay)
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout().manifest_path))
@@ -235,7 +281,7 @@ class UploadDay(DayTask):
     redo = "The upload marker was removed: run again to upload the day anew."
 
     def requires(self) -> ExtractDay:
-        return ExtractDay(self.date)
+        return self.clone(ExtractDay)
 
     def output(self) -> MarkerTarget:
         return self.marker(self.layout().uploaded_key)
@@ -243,14 +289,14 @@ class UploadDay(DayTask):
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
         """The dates with an upload marker, from one listing (see VerifyDay.bulk_complete)."""
-        return _listed(UPLOADED_DIR, parameter_tuples)
+        return _listed(cls, UPLOADED_DIR, parameter_tuples)
 
     def discard(self) -> None:
         self.output().remove()
 
     def run(self) -> None:
         progress = Progress(self)
-        bucket = storage().open_bucket()
+        bucket = self.settings().open_bucket()
 
         def on_object(done: int, total: int) -> None:
             progress(f"uploaded {done} of {total} object(s)", 100.0 * done / total)
@@ -277,14 +323,14 @@ class VerifyDay(DayTask):
     redo = "The day will be verified again."
 
     def requires(self) -> UploadDay:
-        return UploadDay(self.date)
+        return self.clone(UploadDay)
 
     def output(self) -> MarkerTarget:
         return self.marker(self.layout().verified_key)
 
     def complete(self) -> bool:
         """The marker is read, not only found (status, RefreshDay and users read it); a GET costs a HEAD."""
-        settings_checked()
+        settings_checked(self.project)
         return self.verified() is not None
 
     def verified(self) -> DayRecord | None:
@@ -295,9 +341,10 @@ class VerifyDay(DayTask):
     def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
         """The dates with a verified marker, from one listing instead of one request per day.
 
-        Luigi's RangeDaily calls this with a functools.partial as `cls` and a one-shot iterator.
+        Luigi's RangeDaily calls this with a functools.partial as `cls` (its `of_params`, e.g. the
+        project, as keywords) and a one-shot iterator.
         """
-        return _listed(VERIFIED_DIR, parameter_tuples)
+        return _listed(cls, VERIFIED_DIR, parameter_tuples)
 
     def discard(self) -> None:
         self.output().remove()
@@ -305,7 +352,7 @@ class VerifyDay(DayTask):
     def run(self) -> None:
         layout = self.layout()
         progress = Progress(self)
-        bucket = storage().open_bucket()
+        bucket = self.settings().open_bucket()
         uploaded = read_marker(bucket, layout.uploaded_key)  # a damaged one is removed, and named
         if uploaded is None:
             self.input_is_bad(StaleStateError(f"s3://{bucket.name}/{layout.uploaded_key} could not be read"))
@@ -337,19 +384,19 @@ class ParquetDay(DayTask):
     redo = "The Parquet marker was removed: run again to convert the day anew."
 
     def requires(self) -> VerifyDay:
-        return VerifyDay(self.date)
+        return self.clone(VerifyDay)
 
     def output(self) -> MarkerTarget:
         return self.marker(self.parquet_layout().marker_key)
 
     def parquet_layout(self) -> ParquetLayout:
-        prefix = storage().key_prefix()
-        return ParquetLayout(self.date, prefix, parquet().key_prefix(prefix))
+        settings = self.settings()
+        return ParquetLayout(self.date, settings.prefix, settings.parquet_prefix)
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
         """The dates with a Parquet marker, from one listing (see VerifyDay.bulk_complete)."""
-        return _listed(PARQUET_DIR, parameter_tuples)
+        return _listed(cls, PARQUET_DIR, parameter_tuples)
 
     def discard(self) -> None:
         self.output().remove()
@@ -359,12 +406,12 @@ class ParquetDay(DayTask):
 
         layout = self.parquet_layout()
         progress = Progress(self)
-        bucket = storage().open_bucket()
+        bucket = self.settings().open_bucket()
         verified = self.requires().verified()
         if verified is None:  # removed as damaged since scheduling: verify the day again
-            self.input_is_bad(StaleStateError(f"the verified marker of {self.date} could not be read"))
+            self.input_is_bad(StaleStateError(f"the verified marker of {self.day_label()} could not be read"))
         settings = parquet()
-        root = staging().root()
+        root = self.settings().staging_root
         # Hidden and not named like a day, so the status view does not take it for a failed export.
         work = Path(tempfile.mkdtemp(prefix=f".parquet-{self.date.isoformat()}-", dir=root))
         try:
@@ -383,11 +430,13 @@ class ParquetDay(DayTask):
         progress(f"{rows} rows in {len(record.files)} Parquet file(s), {mib(size)}", 100, final=True)
 
 
-def _listed(kind: str, dates: Iterable[dt.date]) -> list[dt.date]:
+def _listed(cls: object, kind: str, dates: Iterable[dt.date]) -> list[dt.date]:
     """The dates with a marker of `kind`, from one listing of `_<kind>/` (1,000 keys a request)."""
-    settings_checked()
+    name = str(getattr(cls, "keywords", {}).get("project", ""))  # a RangeDaily's of_params
+    settings_checked(name)
     wanted = list(dates)
-    listing = storage().open_bucket().listing(marker_prefix(storage().key_prefix(), kind))
+    settings = project(name)
+    listing = settings.open_bucket().listing(marker_prefix(settings.prefix, kind))
     found = {marker_date(key) for key in listing}
     return [date for date in wanted if date in found]
 
@@ -413,17 +462,17 @@ class RefreshDay(DayTask):
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         # One refresh of a day at a time, whatever its as_of (overlapping runs): a second one that
         # started while the first was removing markers would remove the first one's new download.
-        return {f"amp_refresh_{self.date.isoformat()}": 1}
+        return {"_".join(filter(None, ("amp_refresh", self.project, self.date.isoformat()))): 1}
 
     def verified_at(self) -> dt.datetime | None:
         """When the day's verified marker was written (naive UTC), or None without a marker."""
-        record = VerifyDay(self.date).verified()
+        record = self.clone(VerifyDay).verified()
         if record is None:
             return None
         return record.verified_at or dt.datetime.min  # written before markers carried the time
 
     def complete(self) -> bool:
-        settings_checked()
+        settings_checked(self.project)
         verified_at = self.verified_at()
         return verified_at is not None and verified_at >= self.as_of
 
@@ -431,16 +480,15 @@ class RefreshDay(DayTask):
         verified_at = self.verified_at()
         if verified_at is not None and verified_at < self.as_of:
             Progress(self)(
-                f"removing the markers of {self.date} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
+                f"removing the markers of {self.day_label()} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
             )
-            logger.info("%s: re-exporting for late events (verified at %s)", self.date, verified_at)
+            logger.info("%s: re-exporting for late events (verified at %s)", self.day_label(), verified_at)
             shutil.rmtree(self.layout().day_dir, ignore_errors=True)
-            for stage in refreshed_stages(self.date):
+            for stage in self.refreshed_stages():
                 stage.discard()
-        yield ParquetDay(self.date) if parquet().enabled else VerifyDay(self.date)
-        Progress(self)(f"re-exported {self.date}", 100, final=True)
+        yield self.clone(ParquetDay) if parquet().enabled else self.clone(VerifyDay)
+        Progress(self)(f"re-exported {self.day_label()}", 100, final=True)
 
-
-def refreshed_stages(date: dt.date) -> list[DayTask]:
-    """The S3 outputs a refresh discards, the verified marker last (see RefreshDay)."""
-    return [UploadDay(date), ParquetDay(date), VerifyDay(date)]
+    def refreshed_stages(self) -> list[DayTask]:
+        """The S3 outputs a refresh discards, the verified marker last."""
+        return [self.clone(UploadDay), self.clone(ParquetDay), self.clone(VerifyDay)]

@@ -129,8 +129,7 @@ class Bench:
     def env(self, emulator: Emulator, prefix: str, staging: Path, config: Path) -> dict[str, str]:
         env = deployment_environment(
             export_url=emulator.url,
-            api_key=API_KEY,
-            secret_key=SECRET_KEY,
+            keys={"": (API_KEY, SECRET_KEY)},
             bucket=BUCKET,
             endpoint=self.moto.url,
             data_dir=staging,

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,31 @@ max_attempts = 3
 def crc32_of(data: bytes) -> str:
     """The CRC32 S3 would show for `data`, from zlib (not the ISA-L code under test)."""
     return crc32_text(zlib.crc32(data))
+
+
+Configure = Callable[[str], None]
+
+
+@pytest.fixture
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
+    """A clean environment in an empty directory; `configure(text)` writes its luigi.cfg and reads it."""
+    for key in list(os.environ):
+        if key.startswith(("AMP_", "AWS_", "LUIGI_")) or key in ("ACCESS_KEY", "SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+    def reload(text: str = "") -> None:
+        (tmp_path / "luigi.cfg").write_text(text)
+        luigi.configuration.LuigiConfigParser._instance = None
+        luigi.task_register.Register.clear_instance_cache()
+        luigi.configuration.get_config()
+        settings.reset_clients()  # what an earlier test's settings said is checked again
+
+    reload()
+    yield reload
+    luigi.configuration.LuigiConfigParser._instance = None
+    luigi.task_register.Register.clear_instance_cache()
+    settings.reset_clients()
 
 
 @pytest.fixture
@@ -193,8 +218,7 @@ def make_workspace(
     bucket = f"amp-test-{uuid.uuid4().hex[:12]}"
     env = deployment_environment(
         export_url=emulator.url,
-        api_key=API_KEY,
-        secret_key=SECRET_KEY,
+        keys={"": (API_KEY, SECRET_KEY)},
         bucket=bucket,
         endpoint=backend.endpoint,
         data_dir=tmp_path / "staging",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from amp_luigi.emulator import Emulator
+from amp_luigi.emulator import EmulatedProject, Emulator
 from amp_luigi.hours import HourRange
 from tests.conftest import DAY, SECRETS, Workspace, crc32_of
 
@@ -24,52 +24,63 @@ PREFIX = "python_import/"
 POLL_DEADLINE = 60.0
 
 
-def data_prefix(day: dt.date) -> str:
-    return f"{PREFIX}{day.isoformat()}/"
+def data_prefix(day: dt.date, prefix: str = PREFIX) -> str:
+    return f"{prefix}{day.isoformat()}/"
 
 
-def marker_key(kind: str, day: dt.date) -> str:
-    return f"{PREFIX}_{kind}/{day.isoformat()}.json"
+def marker_key(kind: str, day: dt.date, prefix: str = PREFIX) -> str:
+    return f"{prefix}_{kind}/{day.isoformat()}.json"
 
 
-def expected_objects(emulator: Emulator, day: dt.date = DAY, *, keep_gzip: bool = False) -> dict[str, bytes]:
+def expected_objects(
+    emulator: Emulator | EmulatedProject, day: dt.date = DAY, *, keep_gzip: bool = False, prefix: str = PREFIX
+) -> dict[str, bytes]:
     """The day's objects as a clean run lands them: key -> the member's bytes, or its NDJSON."""
     hours = HourRange.day(day)
     found = {}
     for name, member in emulator.dataset.members(hours.start, hours.end):
         base = name.rsplit("/", 1)[-1]
-        key = data_prefix(day) + (base if keep_gzip else base.removesuffix(".gz"))
+        key = data_prefix(day, prefix) + (base if keep_gzip else base.removesuffix(".gz"))
         found[key] = member if keep_gzip else gzip.decompress(member)
     return found
 
 
 def assert_days_exact(
-    workspace: Workspace, emulator: Emulator, days: Sequence[dt.date] = (DAY,), *, keep_gzip: bool = False
+    workspace: Workspace,
+    emulator: Emulator | EmulatedProject,
+    days: Sequence[dt.date] = (DAY,),
+    *,
+    keep_gzip: bool = False,
+    prefix: str = PREFIX,
+    alone: bool = True,
 ) -> None:
-    """S3 holds exactly what a clean run of `days` leaves: every event once, in the bytes the emulator
-    served, both markers naming those objects with their CRC32s, nothing else in the bucket, no open
-    multipart upload, no half-written file in staging."""
+    """S3 holds exactly what a clean run of `days` leaves under `prefix` (a project's, for one of the
+    emulator's projects): every event once, in the bytes the emulator served, both markers naming
+    those objects with their CRC32s, nothing else under the prefix (and, `alone`, in the bucket), no
+    open multipart upload, no half-written file in staging."""
     expected = {
         key: body
         for day in days
-        for key, body in expected_objects(emulator, day, keep_gzip=keep_gzip).items()
+        for key, body in expected_objects(emulator, day, keep_gzip=keep_gzip, prefix=prefix).items()
     }
-    markers = [marker_key(kind, day) for day in days for kind in ("uploaded", "verified")]
-    assert sorted(workspace.keys()) == sorted([*expected, *markers])
+    markers = [marker_key(kind, day, prefix) for day in days for kind in ("uploaded", "verified")]
+    assert sorted(workspace.keys(prefix)) == sorted([*expected, *markers])
+    if alone:
+        assert sorted(workspace.keys()) == sorted([*expected, *markers])
     for key, body in expected.items():
         assert workspace.read(key) == body, key
     for day in days:
-        uploaded = json.loads(workspace.read(marker_key("uploaded", day)))
-        verified = json.loads(workspace.read(marker_key("verified", day)))
+        uploaded = json.loads(workspace.read(marker_key("uploaded", day, prefix)))
+        verified = json.loads(workspace.read(marker_key("verified", day, prefix)))
         recorded = {obj["key"]: obj for obj in verified["objects"]}
         assert [obj["key"] for obj in uploaded["objects"]] == [obj["key"] for obj in verified["objects"]]
-        assert sorted(recorded) == sorted(key for key in expected if key.startswith(data_prefix(day)))
+        assert sorted(recorded) == sorted(key for key in expected if key.startswith(data_prefix(day, prefix)))
         for key, obj in recorded.items():
             assert crc32_of(expected[key]) == obj["crc32"], key
         events = [json.loads(line) for key in recorded for line in _ndjson(expected[key], keep_gzip)]
         insert_ids = [event["$insert_id"] for event in events]
         assert len(insert_ids) == len(set(insert_ids)) == verified["events"] == emulator.day_event_count(day)
-        staging = workspace.data_dir / day.isoformat()
+        staging = workspace.data_dir / prefix.removeprefix(PREFIX) / day.isoformat()
         assert not staging.exists() or not list(staging.rglob("*.partial")), "no half-written file left"
     if not workspace.backend.startswith("s3rver"):  # s3rver cannot list them (501 NotImplemented)
         uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,32 +18,11 @@ from botocore.awsrequest import AWSResponse
 
 from amp_luigi import s3 as s3_module
 from amp_luigi.errors import ConfigError
+from amp_luigi.projects import project
 from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
 from amp_luigi.tasks import VerifyDay
-from tests.conftest import REPO, crc32_of
+from tests.conftest import REPO, Configure, crc32_of
 from tests.luigi_hooks import error_response
-
-Configure = Callable[[str], None]
-
-
-@pytest.fixture
-def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
-    """A clean environment in an empty directory; `configure(text)` writes its luigi.cfg and reads it."""
-    for key in list(os.environ):
-        if key.startswith(("AMP_", "AWS_", "LUIGI_")) or key in ("ACCESS_KEY", "SECRET_ACCESS_KEY"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-
-    def reload(text: str = "") -> None:
-        (tmp_path / "luigi.cfg").write_text(text)
-        luigi.configuration.LuigiConfigParser._instance = None
-        luigi.task_register.Register.clear_instance_cache()
-        luigi.configuration.get_config()
-
-    reload()
-    yield reload
-    luigi.configuration.LuigiConfigParser._instance = None
-    luigi.task_register.Register.clear_instance_cache()
 
 
 def test_luigi_cfg_alone_configures_everything(configure: Configure, tmp_path: Path) -> None:
@@ -78,7 +57,7 @@ def test_environment_variables_win_over_luigi_cfg(
 
     assert amplitude().credentials() == ("env-key", "env-secret")
     assert amplitude().export_url() == "http://127.0.0.1:9/api/2/export"
-    assert amplitude().client().url == "http://127.0.0.1:9/api/2/export"
+    assert project("").client().url == "http://127.0.0.1:9/api/2/export"
     assert storage().bucket_name() == "env-bucket"
     assert storage().key_prefix() == "env-prefix"
     assert staging().root() == tmp_path / "env-dir"
@@ -93,7 +72,8 @@ def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None
     assert staging().limits().max_line_bytes == 64 * 1024 * 1024
     monkeypatch.setenv("AMP_API_KEY", "k")
     monkeypatch.setenv("AMP_SECRET_KEY", "s")
-    client = amplitude().client()
+    monkeypatch.setenv("AWS_BUCKET_NAME", "amp-bucket")  # a project is usable only with its bucket
+    client = project("").client()
     assert client.retry.max_attempts == 3
     assert client.timeout == (15.0, 900.0)
 
@@ -102,9 +82,9 @@ def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None
     ("call", "variable", "option"),
     [
         (lambda: amplitude().credentials(), "AMP_API_KEY", "`api_key` in the [amplitude] section"),
-        (lambda: amplitude().client(), "AMP_API_KEY", "`api_key` in the [amplitude] section"),
+        (lambda: project("").client(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
         (lambda: storage().bucket_name(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
-        (lambda: storage().open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
+        (lambda: project("").open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
     ],
 )
 def test_a_missing_required_setting_names_the_variable_and_the_option(
@@ -151,7 +131,7 @@ def test_aws_keys_come_in_pairs(
     monkeypatch.setenv("AWS_BUCKET_NAME", "bkt")
     monkeypatch.setenv(present, "value")
     with pytest.raises(ConfigError, match="ACCESS_KEY and SECRET_ACCESS_KEY"):
-        storage().open_bucket()
+        project("").open_bucket()
 
 
 def test_without_aws_keys_the_standard_chain_is_used(
@@ -161,7 +141,7 @@ def test_without_aws_keys_the_standard_chain_is_used(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-chain")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    bucket = storage().open_bucket()
+    bucket = project("").open_bucket()
     assert bucket.name == "bkt"
     assert bucket.client._request_signer._credentials.access_key == "from-the-chain"
 
@@ -173,7 +153,7 @@ def test_access_key_wins_over_the_aws_chain(configure: Configure, monkeypatch: p
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("ACCESS_KEY", "AKIAOURS")
     monkeypatch.setenv("SECRET_ACCESS_KEY", "ours")
-    assert storage().open_bucket().client._request_signer._credentials.access_key == "AKIAOURS"
+    assert project("").open_bucket().client._request_signer._credentials.access_key == "AKIAOURS"
 
 
 @pytest.fixture
@@ -189,7 +169,7 @@ def local_endpoint(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_aws_endpoint_url_is_honoured_by_the_clients(
     local_endpoint: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert storage().open_bucket().client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert project("").open_bucket().client.meta.endpoint_url == "http://127.0.0.1:9"
     assert (
         VerifyDay(date=dt.date(2024, 3, 1)).output().bucket.client.meta.endpoint_url == "http://127.0.0.1:9"
     )
@@ -208,7 +188,7 @@ def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(
     # digest the proof sends (a CRC32 or a Content-MD5) is signed instead.
     monkeypatch.setenv("AMP_S3_UPLOAD_PROOF", proof)
     monkeypatch.setattr(s3_module, "_CHECKING_STORES", set())
-    bucket = storage().open_bucket()
+    bucket = project("").open_bucket()
     sent: list[Any] = []
 
     def answer(request: Any, **_: Any) -> AWSResponse:
@@ -236,12 +216,12 @@ def test_a_part_size_below_s3s_minimum_is_refused(configure: Configure) -> None:
 def test_secrets_are_private_parameters_never_shown(configure: Configure) -> None:
     configure(
         "[amplitude]\napi_key = cfg-key\nsecret_key = cfg-SECRET-1\n"
-        "[storage]\naccess_key = ak\nsecret_access_key = cfg-SECRET-2\n"
+        "[storage]\nbucket = amp-bucket\naccess_key = ak\nsecret_access_key = cfg-SECRET-2\n"
     )
     shown = repr(amplitude()) + str(amplitude()) + repr(storage()) + str(storage())
     shown += str(amplitude().to_str_params(only_public=True)) + str(storage().to_str_params(only_public=True))
     assert "SECRET" not in shown
-    assert "cfg-SECRET-1" not in repr(amplitude().client())
+    assert "cfg-SECRET-1" not in repr(project("").client())
 
 
 def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -19,13 +19,14 @@ from amp_luigi.emulator.events import (
 )
 from amp_luigi.emulator.faults import KINDS as FAULT_KINDS
 from amp_luigi.emulator.faults import Fault
-from amp_luigi.emulator.server import EXPORT_PATH, Emulator, RequestRecord
+from amp_luigi.emulator.server import EXPORT_PATH, EmulatedProject, Emulator, RequestRecord
 
 __all__ = [
     "EXPORT_PATH",
     "FAULT_KINDS",
     "Dataset",
     "DatasetSpec",
+    "EmulatedProject",
     "Emulator",
     "Fault",
     "HourArchive",

@@ -4,6 +4,8 @@ It answers `GET /api/2/export?start=YYYYMMDDTHH&end=YYYYMMDDTHH` like Amplitude 
 API documentation): 401 for wrong Basic credentials, 403 for the wrong region, 400 for a malformed
 range or one over the size limit ("Shorten the time ranges"), 404 for a range without data, 504 when
 the export would time out, 429 over the project's concurrency limit, else 200 with the zip.
+It serves several projects at once (`add_project`), each with its own key pair, events and
+concurrency slots, as Amplitude does: the key pair decides the project.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class RequestRecord:
 
     start: str | None
     end: str | None
+    project_id: int | None = None  # the project whose keys the request carried; None when they were wrong
     status: int | None = None
     auth_ok: bool = False
     duration: float = 0.0
@@ -96,11 +99,43 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s " + format, self.address_string(), *args)
 
 
+class EmulatedProject:
+    """One project the emulator serves: its key pair, its events and its share of the concurrency limit."""
+
+    def __init__(self, api_key: str, secret_key: str, dataset: Dataset) -> None:
+        self.api_key = api_key
+        self._secret_key = secret_key
+        self.dataset = dataset
+        self.in_flight = 0
+        self.peak_in_flight = 0  # the most of its requests in flight at once since start or a reset
+
+    def __repr__(self) -> str:
+        return f"EmulatedProject(spec={self.dataset.spec!r})"  # no keys
+
+    def owns(self, user: str, password: str) -> bool:
+        same_user = hmac.compare_digest(user.encode(), self.api_key.encode())
+        same_password = hmac.compare_digest(password.encode(), self._secret_key.encode())
+        return same_user and same_password
+
+    def expected_events(self, start: Hour, end: Hour) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(member name, events) for every member an export of the range holds."""
+        return self.dataset.expected_events(start, end)
+
+    def member_names(self, start: Hour, end: Hour) -> list[str]:
+        return self.dataset.member_names(start, end)
+
+    def day_event_count(self, day: date) -> int:
+        return self.dataset.day_event_count(day)
+
+
 class Emulator:
-    """Amplitude's Export API for one project, served from a deterministic `Dataset`.
+    """Amplitude's Export API, served from deterministic `Dataset`s: one project from the constructor's
+    keys and dataset settings, more with `add_project`.
 
     Dataset settings (`project_id`, `seed`, `events_per_hour`, `padding_bytes`, ...) are the fields of
-    `DatasetSpec`. The limits are plain attributes a test may change while the server runs.
+    `DatasetSpec`. The limits are plain attributes a test may change while the server runs; the
+    concurrency limit holds per project, like Amplitude's. The methods about events (`dataset`,
+    `day_event_count`, ...) are the first project's.
     """
 
     def __init__(
@@ -119,8 +154,12 @@ class Emulator:
         cache_bytes: int = 256 * 1024**2,
         **dataset_settings: Any,
     ) -> None:
-        self.api_key = api_key
-        self._secret_key = secret_key
+        self.cache_dir, self.cache_bytes = cache_dir, cache_bytes
+        self.projects = [
+            EmulatedProject(
+                api_key, secret_key, Dataset(DatasetSpec(**dataset_settings), cache_dir, cache_bytes)
+            )
+        ]
         self.port = port
         self.latency_seconds = latency_seconds
         self.max_concurrent = max_concurrent
@@ -128,7 +167,6 @@ class Emulator:
         self.max_range_bytes = max_range_bytes
         self.max_range_hours_before_timeout = max_range_hours_before_timeout
         self.forbidden = forbidden
-        self.dataset = Dataset(DatasetSpec(**dataset_settings), cache_dir, cache_bytes)
         self.faults = FaultQueue()
         self._records: list[RequestRecord] = []
         self._in_flight = 0
@@ -139,7 +177,26 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"Emulator(url={self.url!r}, spec={self.dataset.spec!r})"  # no keys, whatever is logged
+        return f"Emulator(url={self.url!r}, projects={self.projects!r})"  # no keys, whatever is logged
+
+    def add_project(self, api_key: str, secret_key: str, **dataset_settings: Any) -> EmulatedProject:
+        """Serve one more project: requests with this key pair get its events (`project_id` must differ)."""
+        project = EmulatedProject(
+            api_key, secret_key, Dataset(DatasetSpec(**dataset_settings), self.cache_dir, self.cache_bytes)
+        )
+        taken = {each.dataset.spec.project_id for each in self.projects}
+        if project.dataset.spec.project_id in taken or api_key in {each.api_key for each in self.projects}:
+            raise ValueError("each emulated project needs its own project_id and api_key")
+        self.projects.append(project)
+        return project
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.projects[0].dataset
+
+    @dataset.setter
+    def dataset(self, dataset: Dataset) -> None:
+        self.projects[0].dataset = dataset
 
     # Lifecycle
 
@@ -191,6 +248,8 @@ class Emulator:
         with self._flight:
             self._records.clear()
             self._peak_in_flight = self._in_flight
+            for project in self.projects:
+                project.peak_in_flight = project.in_flight
 
     @property
     def in_flight(self) -> int:
@@ -198,7 +257,7 @@ class Emulator:
 
     @property
     def peak_in_flight(self) -> int:
-        """The most requests in flight at once since start or `reset_requests`."""
+        """The most requests in flight at once, of all projects, since start or `reset_requests`."""
         return self._peak_in_flight
 
     def wait_in_flight(self, count: int, timeout: float = 10.0) -> bool:
@@ -241,16 +300,19 @@ class Emulator:
         exchange.record.duration = time.monotonic() - exchange.began
         with self._flight:
             self._records.append(exchange.record)
-            if exchange.entered:
+            if exchange.entered and exchange.project is not None:
                 self._in_flight -= 1
+                exchange.project.in_flight -= 1
                 self._flight.notify_all()
 
     def _serve(self, exchange: _Exchange) -> None:
         handler, record = exchange.handler, exchange.record
         if urlsplit(handler.path).path != EXPORT_PATH:
             return self._send(exchange, _text(404, "Not found"))
-        record.auth_ok = self._authorized(handler.headers.get("Authorization", ""))
-        if not record.auth_ok:
+        project = exchange.project = self._project_of(handler.headers.get("Authorization", ""))
+        record.auth_ok = project is not None
+        record.project_id = project.dataset.spec.project_id if project is not None else None
+        if project is None:
             return self._send(exchange, _text(401, "Invalid API key or secret key", **_CHALLENGE))
         if self.forbidden:
             message = (
@@ -261,7 +323,7 @@ class Emulator:
             start, end = _parse_range(record.start, record.end)
         except ValueError as error:
             return self._send(exchange, _text(400, str(error)))
-        exchange.entered = self._enter()
+        exchange.entered = self._enter(project)
         if not exchange.entered:
             # Amplitude allows a handful of concurrent exports per project and refuses the rest.
             retry = {"Retry-After": str(self.retry_after_seconds)}
@@ -274,46 +336,48 @@ class Emulator:
                 waiter = fault.opts.get("until") or self._stopping
                 waiter.wait(fault.opts.get("seconds", 5.0))
             cut = fault if fault is not None and fault.kind in _CUTS else None
-            self._send(exchange, self._export(start, end), cut)
+            self._send(exchange, self._export(project.dataset, start, end), cut)
         elif fault.kind == "drop":
             handler.close_connection = True
         else:
-            self._send(exchange, self._faulty(fault, start, end))
+            self._send(exchange, self._faulty(project.dataset, fault, start, end))
 
-    def _authorized(self, header: str) -> bool:
+    def _project_of(self, header: str) -> EmulatedProject | None:
+        """The project whose key pair the Basic credentials are, else None."""
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
-        same_user = hmac.compare_digest(user.encode(), self.api_key.encode())
-        same_password = hmac.compare_digest(password.encode(), self._secret_key.encode())
-        return scheme.lower() == "basic" and same_user and same_password
+            return None
+        owners = [project for project in self.projects if project.owns(user, password)]
+        return owners[0] if scheme.lower() == "basic" and owners else None
 
-    def _enter(self) -> bool:
+    def _enter(self, project: EmulatedProject) -> bool:
         with self._flight:
-            if self._in_flight >= self.max_concurrent:
+            if project.in_flight >= self.max_concurrent:
                 return False
             self._in_flight += 1
+            project.in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+            project.peak_in_flight = max(project.peak_in_flight, project.in_flight)
             self._flight.notify_all()
             return True
 
-    def _export(self, start: datetime, end: datetime) -> _Response:
+    def _export(self, dataset: Dataset, start: datetime, end: datetime) -> _Response:
         timeout_hours = self.max_range_hours_before_timeout
         if timeout_hours is not None and len(hours_between(start, end)) > timeout_hours:
             return _text(504, "Gateway Timeout: the export took too long")
-        if not self.dataset.has_data(start, end):
+        if not dataset.has_data(start, end):
             return _text(404, "No data available for the given time range")
         body = _spool()
         try:
-            self.dataset.write_zip(body, start, end, self.max_range_bytes)
+            dataset.write_zip(body, start, end, self.max_range_bytes)
         except RangeTooLarge:
             body.close()
             return _text(400, TOO_LARGE)
         return _Response(200, body, _ZIP_HEADERS)
 
-    def _faulty(self, fault: Fault, start: datetime, end: datetime) -> _Response:
+    def _faulty(self, dataset: Dataset, fault: Fault, start: datetime, end: datetime) -> _Response:
         if fault.kind == "status":
             status = fault.opts.get("status", 500)
             return _Response(
@@ -323,8 +387,8 @@ class Emulator:
             return _text(429, "Too many requests", **{"Retry-After": str(fault.opts.get("retry_after", 1))})
         assert fault.kind in ARCHIVE_KINDS, fault.kind
         body = _spool()
-        spare = member_name(self.dataset.spec.project_id, start, 99)
-        write_faulty_zip(fault, body, list(self.dataset.members(start, end)), spare)
+        spare = member_name(dataset.spec.project_id, start, 99)
+        write_faulty_zip(fault, body, list(dataset.members(start, end)), spare)
         return _Response(200, body, _ZIP_HEADERS)
 
     def _send(self, exchange: _Exchange, response: _Response, cut: Fault | None = None) -> None:
@@ -367,6 +431,7 @@ class _Exchange:
     handler: _Handler
     record: RequestRecord
     began: float
+    project: EmulatedProject | None = None  # whose keys the request carried
     entered: bool = False  # holds one of the project's concurrency slots
     finished: bool = False
 

@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 
 from amp_luigi import luigi_defaults
+from amp_luigi.projects import key_variables
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # The AWS access key id of every local stand-in (not a secret: the secret key is chosen per run).
@@ -49,10 +50,17 @@ def luigid_command() -> list[str]:
     return [sys.executable, "-c", "import luigi.cmdline; luigi.cmdline.luigid()"]
 
 
-def project_config() -> str:
-    """The repository's luigi.cfg (retcodes, resources, worker settings), as the deployment uses it."""
+def project_config(projects: tuple[str, ...] = ()) -> str:
+    """The repository's luigi.cfg (retcodes, resources, worker settings), as the deployment uses it,
+    with a `[project.<name>]` section and an export cap in `[resources]` for each of `projects`
+    (luigid reads its caps from this file, not from the workers)."""
     repo_config = PACKAGE.parent / "luigi.cfg"
-    return repo_config.read_text(encoding="utf-8") if repo_config.exists() else luigi_defaults.as_cfg()
+    text = repo_config.read_text(encoding="utf-8") if repo_config.exists() else luigi_defaults.as_cfg()
+    caps = "".join(
+        f"{luigi_defaults.export_resource(name)} = {luigi_defaults.EXPORT_CAP}\n" for name in projects
+    )
+    sections = "".join(f"\n[{luigi_defaults.PROJECT_SECTION}{name}]\n" for name in projects)
+    return text.replace("[resources]\n", f"[resources]\n{caps}", 1) + sections
 
 
 def clean_environment() -> dict[str, str]:
@@ -67,18 +75,23 @@ def clean_environment() -> dict[str, str]:
 def deployment_environment(
     *,
     export_url: str,
-    api_key: str,
-    secret_key: str,
+    keys: dict[str, tuple[str, str]],
     bucket: str,
     endpoint: str,
     data_dir: Path,
     aws_secret: str,
 ) -> dict[str, str]:
-    """The environment a deployment sets for the `luigi` command, pointed at local stand-ins."""
+    """The environment a deployment sets for the `luigi` command, pointed at local stand-ins.
+
+    `keys` holds each project's API key and secret key by its name ('' for the unnamed project).
+    """
     return {
         **clean_environment(),
-        "AMP_API_KEY": api_key,
-        "AMP_SECRET_KEY": secret_key,
+        **{
+            variable: value
+            for name, pair in keys.items()
+            for variable, value in zip(key_variables(name), pair, strict=True)
+        },
         "AMP_EXPORT_URL": export_url,
         "AMP_DATA_DIR": str(data_dir),
         "AWS_BUCKET_NAME": bucket,

@@ -27,19 +27,29 @@ def sandbox(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_sandbox_exports_the_newest_days_then_skips_them_all() -> None:
+def test_sandbox_exports_the_newest_days_of_two_projects_then_skips_them_all() -> None:
     process = sandbox("--days", "2")
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
     root = re.search(r"amp-luigi sandbox in (\S+)", output)
     assert root, output
+    for project in ("web", "ios"):
+        assert re.search(
+            rf"^project {project}: data landed in s3://\S+/python_import/{project}/", output, re.M
+        )
     days = re.findall(r"^  (\d{4}-\d{2}-\d{2})\s+(\d+)\s+([\d,]+)\s+[\d.]+ [KM]iB$", output, re.MULTILINE)
-    assert len(days) == 2 and all(int(objects) > 0 for _, objects, _ in days), output
-    assert "* 9 ran successfully" in output  # ExportRange plus four tasks a day
-    assert "VerifyDay(date=" in output
-    for day, _, _ in days:
-        assert f"{day}: skipped, verified marker unchanged" in output
-    assert "the emulator answered 0 export request(s)" in output
+    assert len(days) == 4 and all(int(objects) > 0 for _, objects, _ in days), output
+    web, ios = days[:2], days[2:]
+    assert [day for day, _, _ in web] == [day for day, _, _ in ios]
+    assert [events for _, _, events in web] != [events for _, _, events in ios], "each its own events"
+    # One range per project and the range over both, plus four tasks a day and project.
+    assert "* 19 ran successfully" in output
+    assert "VerifyDay(project=ios, date=" in output
+    for day, _, _ in web:
+        for project in ("web", "ios"):
+            assert f"{project} {day}: skipped, verified marker unchanged" in output
+    assert "export requests the emulator answered: web 2, ios 2" in output
+    assert "export requests the emulator answered: web 0, ios 0" in output
     assert "Every day was skipped without a request to Amplitude." in output
     assert not os.path.exists(root.group(1)), "the sandbox removes its directory"
 
@@ -57,7 +67,7 @@ def test_sandbox_with_scheduler_prints_the_visualiser_and_stops_on_ctrl_c() -> N
         url = re.search(r"open (http://127\.0\.0\.1:\d+/static/visualiser/index\.html)", output)
         assert url, output
         assert "--scheduler-host 127.0.0.1 --scheduler-port" in output
-        assert "the emulator answered 0 export request(s)" in output
+        assert "export requests the emulator answered: web 0, ios 0" in output
         import urllib.request
 
         with urllib.request.urlopen(url.group(1), timeout=10) as page:

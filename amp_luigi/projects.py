@@ -1,0 +1,315 @@
+"""Several Amplitude projects in one deployment, each with its own keys, export cap, S3 prefix and staging.
+
+A named project is declared by a section of luigi.cfg, `[project.web]` (it may be empty), and its
+keys come from the environment or `.env` as AMP_WEB_API_KEY and AMP_WEB_SECRET_KEY, never from
+luigi.cfg or a task parameter. Every day task carries the name as `--project web`, so task ids, the
+visualiser, logs and errors say which project a day belongs to. The section may set `region` or
+`url`, `first_date`, `bucket`, `prefix` and `parquet_prefix`; the rest ([amplitude] retries and lag,
+[storage] upload settings, [staging] limits) is shared. By default a project's objects live under
+`<[storage] prefix>/<name>/`, its staging under `<data_dir>/<name>/`, and its exports take the
+Luigi resource `amplitude_export_<name>` (Amplitude's concurrency limit is per project).
+
+When luigi.cfg names no project, the one project is the unnamed one (`--project` left out): today's
+single-project configuration, AMP_API_KEY and AMP_SECRET_KEY, `[storage] prefix`, the resource
+`amplitude_export`, with the S3 keys, staging paths and task ids it always had. Once projects are
+named, every project is named: the unnamed project's keys are refused rather than silently left out
+of `ExportRange`. An existing bucket need not move: name its project and set `prefix` to the old
+prefix (the same keys, nothing exported again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from amp_luigi import settings
+from amp_luigi.errors import ConfigError
+from amp_luigi.export_client import ExportClient
+from amp_luigi.layout import join_key, probe_key
+from amp_luigi.luigi_defaults import PROJECT_SECTION as SECTION
+from amp_luigi.s3 import Bucket
+from amp_luigi.validation import Setting, bucket_name, credential, http_url, key_prefix
+
+# A name is a key segment, a directory and (upper-cased) part of an environment variable's name: it
+# starts with a letter, so it never looks like a day's directory (a date) or a marker's (`_...`).
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+OPTIONS = ("region", "url", "first_date", "bucket", "prefix", "parquet_prefix")
+
+
+@dataclass(frozen=True)
+class Project:
+    """One project's settings, without its keys (so a repr or a log line can never show them)."""
+
+    name: str  # '' = the unnamed project of a single-project configuration
+    export_url: str
+    first_date: dt.date
+    bucket: str
+    prefix: str
+    parquet_prefix: str
+    staging_root: Path
+
+    def label(self) -> str:
+        """How messages name the project: `project web`, or nothing for the unnamed one."""
+        return f"project {self.name}" if self.name else ""
+
+    def open_bucket(self) -> Bucket:
+        return settings.storage().open_bucket(self.bucket, probe_key(self.prefix))
+
+    def client(self) -> ExportClient:
+        checked(self.name, exporting=True)
+        return settings.amplitude().client(self.export_url, *credentials(self.name))
+
+
+def names() -> list[str]:
+    """The projects luigi.cfg names, sorted; empty for a single-project configuration."""
+    return sorted(
+        section[len(SECTION) :] for section in settings.config_sections() if section.startswith(SECTION)
+    )
+
+
+def configured() -> list[str]:
+    """Every project a run without `--project` covers: the named ones, else the unnamed one."""
+    return names() or [""]
+
+
+def key_variables(name: str) -> tuple[str, str]:
+    """The environment variables holding a project's API key and secret key (AMP_API_KEY unnamed)."""
+    stem = "_".join(filter(None, ("AMP", name.upper().replace("-", "_"))))
+    return f"{stem}_API_KEY", f"{stem}_SECRET_KEY"
+
+
+def project(name: str) -> Project:
+    """The settings of project `name` ('' = the unnamed one); ConfigError for a name luigi.cfg lacks."""
+    storage, staging = settings.storage(), settings.staging()
+    if not name:
+        if names():
+            raise ConfigError(_needs_a_name())
+        prefix = storage.key_prefix()
+        return Project(
+            "",
+            settings.amplitude().export_url(),
+            settings.amplitude().first_date,
+            storage.bucket_name(),
+            prefix,
+            settings.parquet().key_prefix(prefix),
+            staging.root(),
+        )
+    if name not in names():
+        known = ", ".join(names()) or "none"
+        raise ConfigError(
+            f"Unknown project {name!r}: luigi.cfg has no [{SECTION}{name}] section (projects it names: "
+            f"{known}). Add the section, or pass one of those to --project."
+        )
+    section = _Section(name)
+    prefix = section.prefix("prefix") or join_key(storage.key_prefix(), name)
+    return Project(
+        name,
+        section.export_url(),
+        section.first_date(),
+        section.bucket() or storage.bucket_name(),
+        prefix,
+        section.prefix("parquet_prefix") or f"{prefix}_parquet",
+        staging.root() / name,
+    )
+
+
+def credentials(name: str) -> tuple[str, str]:
+    """The project's API key and secret key, read from the environment (or `.env`) when needed."""
+    if not name:
+        return settings.amplitude().credentials()
+    section = f"{SECTION}{name}"
+    found = [settings.read_env(variable) for variable in key_variables(name)]
+    if not all(found):
+        missing = " and ".join(
+            var for var, value in zip(key_variables(name), found, strict=True) if not value
+        )
+        raise ConfigError(
+            f"project {name} has no credentials: set {missing} in the environment or .env (its keys "
+            f"are never read from luigi.cfg or a task parameter; [{section}] names the project)."
+        )
+    return (
+        credential(found[0], Setting(section, "api key", key_variables(name)[0])),
+        credential(found[1], Setting(section, "secret key", key_variables(name)[1])),
+    )
+
+
+class _Section:
+    """A `[project.<name>]` section's values, each checked with the rule of the setting it overrides."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"{SECTION}{name}"
+        self.options = settings.config_section(self.name)
+
+    def _get(self, option: str) -> str:
+        return self.options.get(option, "").strip()
+
+    def _setting(self, option: str) -> Setting:
+        return Setting(self.name, option)
+
+    def export_url(self) -> str:
+        url, region = self._get("url"), self._get("region")
+        if url:
+            return http_url(url, self._setting("url"), settings.EXPORT_URLS["eu"])
+        if region:
+            return settings.region_url(region, self._setting("region"))
+        return settings.amplitude().export_url()
+
+    def first_date(self) -> dt.date:
+        raw = self._get("first_date")
+        if not raw:
+            return settings.amplitude().first_date
+        try:
+            first = dt.date.fromisoformat(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{self._setting('first_date')} = {raw!r} is not a date: write YYYY-MM-DD."
+            ) from None
+        settings.not_after_today(first, self._setting("first_date"))
+        return first
+
+    def bucket(self) -> str:
+        raw = self._get("bucket")
+        return bucket_name(raw, self._setting("bucket")) if raw else ""
+
+    def prefix(self, option: str) -> str:
+        return key_prefix(self._get(option), self._setting(option))
+
+    def unknown_options(self) -> list[str]:
+        return [option for option in self.options if option not in OPTIONS]
+
+
+def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
+    """Everything wrong with the settings: what all projects share, every configured project's own
+    (another project's run must not write into its prefixes either), then, with `exporting`, the keys
+    of project `name` (None: of every configured project)."""
+    found = settings.problems() or _naming_problems()
+    if found:
+        return found
+    loaded: dict[str, Project] = {}
+
+    def load(each: str) -> None:
+        loaded[each] = project(each)
+
+    chosen = dict.fromkeys([*([] if name is None else [name]), *configured()])
+    found = settings.failures([functools.partial(load, each) for each in chosen])
+    if not found and exporting:
+        keyed = configured() if name is None else [name]
+        found = settings.failures([functools.partial(credentials, each) for each in keyed])
+    return found or _overlaps(list(loaded.values()))
+
+
+def _naming_problems() -> list[str]:
+    """Bad names, unknown options, two names sharing key variables, unnamed keys beside named projects."""
+    found = []
+    by_variable: dict[str, str] = {}
+    for name in names():
+        if not NAME.fullmatch(name):
+            found.append(
+                f"[{SECTION}{name}]: {name!r} is not a project name: 1 to 40 lowercase letters, digits, '_' "
+                "and '-', beginning with a letter (it becomes a key prefix and part of AMP_<NAME>_API_KEY)."
+            )
+            continue
+        for option in _Section(name).unknown_options():
+            keys = " and ".join(key_variables(name))
+            found.append(
+                f"[{SECTION}{name}] {option}: not a project setting (it takes {', '.join(OPTIONS)}; its keys "
+                f"go in {keys} in the environment)."
+            )
+        other = by_variable.setdefault(key_variables(name)[0], name)
+        if other != name:
+            found.append(
+                f"Projects {other} and {name} would both read {key_variables(name)[0]}: rename one of them."
+            )
+    if names() and (settings.read_env("AMP_API_KEY") or settings.amplitude().api_key):
+        found.append(_needs_a_name("AMP_API_KEY (or [amplitude] api_key) is set, but "))
+    return found
+
+
+def _needs_a_name(why: str = "") -> str:
+    listed = ", ".join(names())
+    return (
+        f"{why}luigi.cfg names projects ({listed}), so every project is named: pass --project, and for the "
+        "project of AMP_API_KEY add a [project.<name>] section (with prefix = its old prefix, to keep its "
+        "keys) and move its keys to AMP_<NAME>_API_KEY and AMP_<NAME>_SECRET_KEY."
+    )
+
+
+@dataclass(frozen=True)
+class _Area:
+    """Where one project writes: its raw prefix (`<date>/` and `_<marker>/` below it) or its Parquet
+    prefix (`dt=<date>/` below it)."""
+
+    owner: Project
+    setting: Setting
+    prefix: str
+    parquet: bool
+
+    def writes(self, segment: str) -> bool:
+        if self.parquet:
+            return segment.startswith("dt=")
+        return segment.startswith("_") or _is_date(segment)
+
+    def holds(self, other: _Area) -> bool:
+        """Whether `other` is this area, or lies inside it where this area writes (another project's
+        prefix may sit inside one, below a segment it never writes; a project's own two layers may not
+        nest at all, since a table over one would read the other's files)."""
+        if other.prefix == self.prefix:
+            return True
+        if self.prefix and not other.prefix.startswith(self.prefix + "/"):
+            return False
+        below = other.prefix[len(self.prefix) :].lstrip("/").split("/", 1)[0]
+        return other.owner is self.owner or self.writes(below)
+
+    def __str__(self) -> str:
+        return f"{self.setting} = {self.prefix!r}"
+
+
+def _areas(each: Project) -> tuple[_Area, _Area]:
+    if each.name:
+        section = f"{SECTION}{each.name}"
+        raw, parquet = Setting(section, "prefix"), Setting(section, "parquet_prefix")
+    else:
+        raw, parquet = Setting("storage", "prefix", "AMP_S3_PREFIX"), Setting("parquet", "prefix")
+    return _Area(each, raw, each.prefix, False), _Area(each, parquet, each.parquet_prefix, True)
+
+
+def _overlaps(every: list[Project]) -> list[str]:
+    """No project may write where another one, or its own other layer, writes."""
+    areas = [area for each in every for area in _areas(each)]
+    found = []
+    for index, area in enumerate(areas):
+        for other in areas[index + 1 :]:
+            if area.owner.bucket == other.owner.bucket and (area.holds(other) or other.holds(area)):
+                what = (
+                    "a table over one layer would read the other's files"
+                    if area.owner is other.owner
+                    else "two projects would write the same keys"
+                )
+                found.append(
+                    f"{area} and {other} overlap in s3://{area.owner.bucket}/: {what}. Give each a prefix "
+                    "of its own."
+                )
+    return found
+
+
+def _is_date(segment: str) -> bool:
+    try:
+        dt.date.fromisoformat(segment)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def checked(name: str | None = None, *, exporting: bool = False) -> None:
+    """The settings of project `name` (None: every configured one) checked, once per process, before
+    the first request to Amplitude or S3; one ConfigError lists every problem, each naming its setting."""
+    found = problems(name, exporting=exporting)
+    if found:
+        raise ConfigError("amp-luigi's settings are not usable:\n  - " + "\n  - ".join(found))
+
+
+settings.forget_on_reset(checked)

@@ -1,0 +1,272 @@
+"""Several Amplitude projects in one deployment: one emulator serving two projects with their own
+keys, one moto server, one real `luigid`, and the real `luigi` command, as cron runs it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amp_luigi.emulator import EmulatedProject, Emulator
+from amp_luigi.testing.local import Luigid, clean_environment, project_config
+from tests.conftest import DAY, SECRETS, Workspace
+from tests.expect import PREFIX, assert_days_exact, output
+
+DAYS = [DAY + dt.timedelta(days=n) for n in range(3)]
+IOS_SECRET = "ios-SECRET-never-shown"
+
+
+@pytest.fixture
+def projects(workspace: Workspace, emulator: Emulator) -> tuple[EmulatedProject, EmulatedProject]:
+    """`web` (the emulator's first project) and `ios` (its own keys and events), named in luigi.cfg
+    with separate export caps; the unnamed project's keys are gone from the environment."""
+    ios = emulator.add_project("ios-key", IOS_SECRET, project_id=4242, seed=7, events_per_hour=30)
+    web = emulator.projects[0]
+    workspace.env["AMP_WEB_API_KEY"] = workspace.env.pop("AMP_API_KEY")
+    workspace.env["AMP_WEB_SECRET_KEY"] = workspace.env.pop("AMP_SECRET_KEY")
+    workspace.env.update(AMP_IOS_API_KEY="ios-key", AMP_IOS_SECRET_KEY=IOS_SECRET)
+    workspace.configure("project.web")
+    workspace.configure("project.ios")
+    return web, ios
+
+
+@pytest.fixture
+def luigid(tmp_path: Path) -> Iterator[Luigid]:
+    """luigid with the project's luigi.cfg and a cap per project: web 2 exports at a time, ios 1."""
+    config = tmp_path / "luigid.cfg"
+    config.write_text(
+        project_config(("web", "ios")).replace("amplitude_export_ios = 2", "amplitude_export_ios = 1")
+    )
+    env = {**clean_environment(), "LUIGI_CONFIG_PATH": str(config)}
+    with Luigid(tmp_path / "luigid", env=env) as scheduler:
+        yield scheduler
+
+
+def export_range(
+    workspace: Workspace, luigid: Luigid, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return workspace.luigi(
+        "ExportRange",
+        *("--start", DAYS[0].isoformat(), "--stop", (DAYS[-1] + dt.timedelta(days=1)).isoformat()),
+        *("--workers", "4", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid.port)),
+        *("--lock-pid-dir", str(workspace.path / "locks")),
+        *args,
+        env=env,
+    )
+
+
+def requests_of(emulator: Emulator, project: EmulatedProject) -> int:
+    return sum(record.project_id == project.dataset.spec.project_id for record in emulator.requests)
+
+
+def test_two_projects_land_apart_with_their_own_task_ids_and_caps(
+    workspace: Workspace,
+    emulator: Emulator,
+    projects: tuple[EmulatedProject, EmulatedProject],
+    luigid: Luigid,
+) -> None:
+    web, ios = projects
+    emulator.latency_seconds = 1.0  # each export holds its slot long enough for the caps to show
+    run = export_range(workspace, luigid)
+    assert run.returncode == 0, output(run)[-4000:]
+    for secret in (*SECRETS, IOS_SECRET):
+        assert secret not in output(run)
+
+    assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
+    assert all(key.startswith((f"{PREFIX}web/", f"{PREFIX}ios/")) for key in workspace.keys(""))
+    assert requests_of(emulator, web) == requests_of(emulator, ios) == len(DAYS)
+    # Each cap held on its own, and neither project waited for the other's: three at once in all.
+    assert (web.peak_in_flight, ios.peak_in_flight) == (2, 1)
+    assert emulator.peak_in_flight == 3
+
+    done = luigid.api("task_list", status="DONE", upstream_status="", search="")
+    verified = sorted(task_id for task_id in done if task_id.startswith("VerifyDay_"))
+    assert len(verified) == 2 * len(DAYS)
+    for day in DAYS:
+        for name in ("web", "ios"):
+            ids = [task_id for task_id in verified if task_id.startswith(f"VerifyDay_{day:%Y_%m_%d}_{name}_")]
+            assert len(ids) == 1, verified
+            assert done[ids[0]]["params"] == {"date": day.isoformat(), "project": name}
+
+    emulator.reset_requests()
+    again = export_range(workspace, luigid)
+    assert again.returncode == 0, output(again)[-4000:]
+    assert emulator.requests == []
+    assert "Did not run any tasks" in output(again)
+
+
+def test_a_project_with_wrong_keys_fails_alone(
+    workspace: Workspace,
+    emulator: Emulator,
+    projects: tuple[EmulatedProject, EmulatedProject],
+    luigid: Luigid,
+) -> None:
+    web, ios = projects
+    run = export_range(workspace, luigid, env={"AMP_IOS_SECRET_KEY": "wrong-SECRET-never-shown"})
+    assert run.returncode == 30, output(run)[-4000:]  # [retcode] task_failed
+    assert "wrong-SECRET-never-shown" not in output(run) and IOS_SECRET not in output(run)
+    assert "ExportDay(project=ios, date=" in output(run)
+    assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
+    assert workspace.keys(f"{PREFIX}ios/") == {}
+    assert [record.status for record in emulator.requests if not record.auth_ok] == [401] * len(DAYS)
+
+    emulator.reset_requests()
+    fixed = export_range(workspace, luigid)
+    assert fixed.returncode == 0, output(fixed)[-4000:]
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
+    assert requests_of(emulator, web) == 0, "web's days were not exported again"
+    assert requests_of(emulator, ios) == len(DAYS)
+
+
+def test_one_project_alone_and_its_status(
+    workspace: Workspace,
+    emulator: Emulator,
+    projects: tuple[EmulatedProject, EmulatedProject],
+    luigid: Luigid,
+) -> None:
+    web, ios = projects
+    run = export_range(workspace, luigid, "--project", "ios")
+    assert run.returncode == 0, output(run)[-4000:]
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/")
+    assert requests_of(emulator, web) == 0
+
+    stop = (DAYS[-1] + dt.timedelta(days=1)).isoformat()
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amp_luigi",
+            "status",
+            "--start",
+            DAYS[0].isoformat(),
+            "--stop",
+            stop,
+            "--check",
+        ],
+        cwd=workspace.path,
+        env=workspace.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 1, output(status)  # web's days are missing
+    calendars = {
+        part.split(",", 1)[0]: part for part in re.split(r"^project ", status.stdout, flags=re.M)[1:]
+    }
+    assert sorted(calendars) == ["ios", "web"]
+    assert f"s3://{workspace.bucket}/{PREFIX}ios/" in calendars["ios"]
+    assert "3 done, 0 empty, 0 missing" in calendars["ios"]
+    assert "0 done, 0 empty, 3 missing" in calendars["web"]
+    assert f"`ExportRange --project web --start {DAYS[0]}` fills them" in calendars["web"]
+
+
+# (id, task arguments, luigi.cfg sections beyond [project.web] and [project.ios], environment, message)
+WRONG: list[tuple[str, list[str], dict[str, dict[str, str]], dict[str, str], list[str]]] = [
+    ("unknown-project", ["--project", "iso"], {}, {}, ["Unknown project 'iso'", "[project.iso]", "web"]),
+    (
+        "no-credentials",
+        ["--project", "ios"],
+        {},
+        {"AMP_IOS_API_KEY": "", "AMP_IOS_SECRET_KEY": ""},
+        ["project ios has no credentials", "AMP_IOS_API_KEY and AMP_IOS_SECRET_KEY"],
+    ),
+    (
+        "same-prefix",
+        ["--project", "web"],
+        {"project.web": {"prefix": "shared"}, "project.ios": {"prefix": "shared/"}},
+        {},
+        ["[project.web] prefix = 'shared' and [project.ios] prefix = 'shared' overlap", "same keys"],
+    ),
+    (
+        "inside-another-day",
+        ["--project", "web"],
+        {"project.ios": {"prefix": "python_import/web/2024-03-01"}},
+        {},
+        ["[project.ios] prefix = 'python_import/web/2024-03-01'", "overlap"],
+    ),
+    (
+        "unnamed-keys-beside-projects",
+        ["--project", "web"],
+        {},
+        {"AMP_API_KEY": "old-key", "AMP_SECRET_KEY": "old-secret"},
+        ["AMP_API_KEY (or [amplitude] api_key) is set", "[project.<name>]", "prefix = its old prefix"],
+    ),
+    ("no-project-given", [], {}, {}, ["luigi.cfg names projects (ios, web)", "pass --project"]),
+    ("bad-name", ["--project", "web"], {"project.Web_App": {}}, {}, ["'Web_App' is not a project name"]),
+    (
+        "option-in-section",
+        ["--project", "web"],
+        {"project.web": {"api_key": "pasted-here"}},
+        {},
+        ["[project.web] api_key: not a project setting", "AMP_WEB_API_KEY"],
+    ),
+    (
+        "region",
+        ["--project", "ios"],
+        {"project.ios": {"region": "mars"}},
+        {},
+        ["[project.ios] region", "'mars'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "env", "expected"), [c[1:] for c in WRONG], ids=[c[0] for c in WRONG]
+)
+def test_a_wrong_project_setting_stops_the_run_before_any_request(
+    workspace: Workspace,
+    emulator: Emulator,
+    projects: tuple[EmulatedProject, EmulatedProject],
+    args: list[str],
+    config: dict[str, dict[str, str]],
+    env: dict[str, str],
+    expected: list[str],
+) -> None:
+    for section, options in config.items():
+        workspace.configure(section, **options)
+    locks = str(workspace.path / "locks")
+    run = workspace.luigi(
+        "VerifyDay", *args, "--date", DAY.isoformat(), "--local-scheduler", "--lock-pid-dir", locks, env=env
+    )
+    text = output(run)
+    assert run.returncode == 35, text  # [retcode] scheduling_error
+    for words in expected:
+        assert words in text, (words, text)
+    assert "Traceback" not in text
+    assert emulator.requests == [] and workspace.keys() == {}
+    for secret in (*SECRETS, IOS_SECRET, "pasted-here", "old-secret"):
+        assert secret not in text
+
+
+def test_an_existing_bucket_keeps_its_keys_when_its_project_is_named(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    """The upgrade path the README gives: a single-project deployment's bucket, then the same project
+    named `web` with `prefix = python_import` beside a new project: nothing of web is exported again."""
+    locks = ("--local-scheduler", "--lock-pid-dir", str(workspace.path / "locks"))
+    start, stop = DAYS[0].isoformat(), (DAYS[-1] + dt.timedelta(days=1)).isoformat()
+    before = workspace.luigi("ExportRange", "--start", start, "--stop", stop, *locks)
+    assert before.returncode == 0, output(before)[-4000:]
+    assert_days_exact(workspace, emulator, DAYS)
+    keys = workspace.keys()
+
+    ios = emulator.add_project("ios-key", IOS_SECRET, project_id=4242, seed=7, events_per_hour=30)
+    workspace.env["AMP_WEB_API_KEY"] = workspace.env.pop("AMP_API_KEY")
+    workspace.env["AMP_WEB_SECRET_KEY"] = workspace.env.pop("AMP_SECRET_KEY")
+    workspace.env.update(AMP_IOS_API_KEY="ios-key", AMP_IOS_SECRET_KEY=IOS_SECRET)
+    workspace.configure("project.web", prefix="python_import")
+    workspace.configure("project.ios")
+    emulator.reset_requests()
+    after = workspace.luigi("ExportRange", "--start", start, "--stop", stop, *locks)
+    assert after.returncode == 0, output(after)[-4000:]
+    assert requests_of(emulator, emulator.projects[0]) == 0, "web's days were not exported again"
+    assert {key: size for key, size in workspace.keys().items() if key in keys} == keys
+    # ios lands inside the old prefix, below a segment web never writes.
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
+    assert sorted(set(workspace.keys()) - set(keys)) == sorted(workspace.keys(f"{PREFIX}ios/"))
