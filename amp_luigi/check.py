@@ -150,7 +150,8 @@ def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int
         print("amp-luigi check: the settings are not usable:\n  - " + "\n  - ".join(found), file=out)
         return 2
     blocked = False
-    for name in projects.configured() if project is None else [project]:
+    for index, name in enumerate(projects.configured() if project is None else [project]):
+        print("\n" * bool(index), end="", file=out)
         settings = projects.project(name)
         bucket = settings.open_bucket()
         results = s3_results(bucket, settings.prefix)

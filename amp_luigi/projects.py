@@ -131,8 +131,8 @@ def credentials(name: str) -> tuple[str, str]:
             f"are never read from luigi.cfg or a task parameter; [{section}] names the project)."
         )
     return (
-        credential(found[0], Setting(section, "api key", key_variables(name)[0])),
-        credential(found[1], Setting(section, "secret key", key_variables(name)[1])),
+        credential(found[0], Setting("", "", key_variables(name)[0])),
+        credential(found[1], Setting("", "", key_variables(name)[1])),
     )
 
 

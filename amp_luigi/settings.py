@@ -6,7 +6,9 @@ Every option can be set in `luigi.cfg` (sections `[amplitude]`, `[storage]`, `[s
 wins over the file. A `.env` file in the working directory is read too, on the first setting read,
 without overriding the real environment. Secrets are private parameters and are never logged or
 shown in the scheduler (Config classes are not tasks). `validated()` applies amp_luigi.validation's
-rules to all of them once per process; the tasks, `status`, `check` and the clients call it first.
+rules to all of them once per process, and the S3 client calls it first; what belongs to one
+Amplitude project (its keys, URL, bucket, prefixes, staging) is amp_luigi.projects', whose
+`checked()` the tasks, `status`, `check` and `athena` call before anything else.
 """
 
 from __future__ import annotations

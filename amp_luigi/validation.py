@@ -26,16 +26,16 @@ _AWKWARD = re.compile(r"[\x00-\x1f\x7f\\]")
 
 @dataclass(frozen=True)
 class Setting:
-    """Where a user sets one value: a luigi.cfg option and, for some, an environment variable."""
+    """Where a user sets one value: a luigi.cfg option and, for some, an environment variable (only
+    that, for a project's keys: `section` and `option` empty)."""
 
     section: str
     option: str
     env: str | None = None
 
     def __str__(self) -> str:
-        return (
-            f"{self.env} ([{self.section}] {self.option})" if self.env else f"[{self.section}] {self.option}"
-        )
+        where = f"[{self.section}] {self.option}" if self.section else ""
+        return f"{self.env} ({where})" if self.env and where else self.env or where
 
 
 def bucket_name(value: str, setting: Setting) -> str:

@@ -270,6 +270,65 @@ def test_requests_over_max_concurrent_get_429(emulator: Emulator) -> None:
     assert export(emulator, "20240301T06", "20240301T06").status_code == 200
 
 
+def test_each_project_has_its_own_keys_events_and_concurrency_limit(emulator: Emulator) -> None:
+    other = emulator.add_project("other-key", "other-secret", project_id=4242, seed=9, events_per_hour=30)
+    mine, theirs = (
+        export(emulator, *DAY_RANGE),
+        export(emulator, *DAY_RANGE, auth=("other-key", "other-secret")),
+    )
+    assert all(MEMBER.fullmatch(name) for name in members(mine))
+    assert all(name.startswith("4242/4242_2024-03-01_") for name in members(theirs))
+    assert export(emulator, *DAY_RANGE, auth=(KEY, "other-secret")).status_code == 401, (
+        "a mixed pair is no pair"
+    )
+    assert [record.project_id for record in emulator.requests] == [187520, 4242, None]
+
+    gate = threading.Event()
+    emulator.add_fault("slow_first_byte", times=5, until=gate)
+    with ThreadPoolExecutor(5) as pool:
+        held = [pool.submit(export, emulator, "20240301T05", "20240301T05") for _ in range(5)]
+        assert emulator.wait_in_flight(5)
+        refused = export(emulator, "20240301T06", "20240301T06")  # the first project is at its limit
+        served = export(emulator, "20240301T06", "20240301T06", auth=("other-key", "other-secret"))
+        gate.set()
+        assert [future.result().status_code for future in held] == [200] * 5
+    assert (refused.status_code, served.status_code) == (429, 200)
+    assert (emulator.projects[0].peak_in_flight, other.peak_in_flight) == (5, 1)
+    with pytest.raises(ValueError, match="its own project_id and api_key"):
+        emulator.add_project("third", "x", project_id=4242)
+
+
+def test_the_command_line_serves_more_projects() -> None:
+    process = subprocess.Popen(
+        [
+            *(
+                sys.executable,
+                "-m",
+                "amp_luigi.emulator",
+                "--port",
+                "0",
+                "--api-key",
+                KEY,
+                "--secret-key",
+                SECRET,
+            ),
+            *("--also-project", "second-key:second:secret:77"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        answer = requests.get(url, params=dict(zip(("start", "end"), DAY_RANGE, strict=True)),
+                              auth=("second-key", "second:secret"), timeout=10)  # fmt: skip
+        assert answer.status_code == 200
+        assert all(name.startswith("77/77_2024-03-01_") for name in members(answer))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_slow_first_byte_does_not_block_other_requests(emulator: Emulator) -> None:
     gate = threading.Event()
     emulator.add_fault("slow_first_byte", until=gate)

@@ -15,7 +15,7 @@ from amp_luigi.errors import ConfigError
 from amp_luigi.projects import checked, configured, credentials, key_variables, problems, project
 from amp_luigi.ranges import ExportRange
 from amp_luigi.settings import EXPORT_URLS
-from amp_luigi.tasks import ExportDay, ExtractDay, RefreshDay, UploadDay, VerifyDay
+from amp_luigi.tasks import ExportDay, ExtractDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
 from tests.conftest import Configure
 
 DAY = dt.date(2024, 3, 1)
@@ -98,6 +98,18 @@ def test_each_project_gets_an_export_cap_unless_luigi_cfg_sets_one(configure: Co
     assert config.get("resources", "amplitude_export_web") == "2"
     assert config.get("resources", "amplitude_export_ios") == "1"
     assert config.get("resources", "amplitude_export") == "2"
+
+
+def test_a_pasted_project_key_is_stripped_and_one_with_a_space_refused(
+    configure: Configure, keyed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(BASE + "[project.web]\n")
+    monkeypatch.setenv("AMP_WEB_API_KEY", "  web-key\n")
+    assert credentials("web") == ("web-key", "web-secret")
+    monkeypatch.setenv("AMP_WEB_SECRET_KEY", "web secret")
+    with pytest.raises(ConfigError, match=r"^AMP_WEB_SECRET_KEY holds a space") as raised:
+        credentials("web")
+    assert "web secret" not in str(raised.value)
 
 
 def test_key_variables_follow_the_name() -> None:
@@ -210,3 +222,11 @@ def test_without_a_project_once_projects_are_named_the_run_is_refused(
         checked("", exporting=True)
     with pytest.raises(ConfigError, match="Unknown project 'iso'"):
         checked("iso")
+
+
+def test_a_projects_parquet_layer_lives_beside_its_own_prefix(configure: Configure, keyed: None) -> None:
+    configure(BASE + "[project.web]\n")
+    layout = ParquetDay(DAY, project="web").parquet_layout()
+    assert layout.marker_key == "python_import/web/_parquet/2024-03-01.json"
+    assert layout.hour_key(5) == "python_import/web_parquet/dt=2024-03-01/2024-03-01T05.parquet"
+    assert ParquetDay(DAY, project="web").requires() == VerifyDay(DAY, project="web")

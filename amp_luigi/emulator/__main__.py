@@ -1,4 +1,7 @@
-"""Serve the Export API emulator until Ctrl-C: `python -m amp_luigi.emulator --port 8123 --api-key K ...`."""
+"""Serve the Export API emulator until Ctrl-C: `python -m amp_luigi.emulator --port 8123 --api-key K ...`.
+
+`--also-project KEY:SECRET:PROJECT_ID` (repeatable) serves one more project with its own keys and events.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,13 @@ def _ints(text: str) -> frozenset[int]:
 
 def _dates(text: str) -> frozenset[date]:
     return frozenset(date.fromisoformat(part) for part in text.split(",") if part)
+
+
+def _project(text: str) -> tuple[str, str, int]:
+    """KEY:SECRET:PROJECT_ID; the secret may hold colons (Basic auth's password may), the key not."""
+    api_key, rest = text.split(":", 1)
+    secret_key, project_id = rest.rsplit(":", 1)
+    return api_key, secret_key, int(project_id)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +48,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-range-bytes", type=int, default=MAX_RANGE_BYTES, help="400 above this")
     parser.add_argument("--max-range-hours", type=int, help="504 for ranges of more hours")
     parser.add_argument("--forbidden", action="store_true", help="answer 403, as for the wrong region")
+    parser.add_argument(
+        "--also-project",
+        type=_project,
+        action="append",
+        default=[],
+        metavar="KEY:SECRET:PROJECT_ID",
+        help="serve one more project (its events seeded by its id); repeatable",
+    )
     args = parser.parse_args(argv)
     emulator = Emulator(
         args.api_key,
@@ -57,6 +75,18 @@ def main(argv: list[str] | None = None) -> None:
         empty_hours=args.empty_hours,
         empty_dates=args.empty_dates,
     )
+    for api_key, secret_key, project_id in args.also_project:
+        emulator.add_project(
+            api_key,
+            secret_key,
+            project_id=project_id,
+            seed=project_id,
+            events_per_hour=args.events_per_hour,
+            events_per_part=args.events_per_part,
+            padding_bytes=args.padding_bytes,
+            empty_hours=args.empty_hours,
+            empty_dates=args.empty_dates,
+        )
     with emulator, contextlib.suppress(KeyboardInterrupt):
         print(emulator.url, flush=True)
         threading.Event().wait()

@@ -111,7 +111,7 @@ def test_a_project_with_wrong_keys_fails_alone(
     run = export_range(workspace, luigid, env={"AMP_IOS_SECRET_KEY": "wrong-SECRET-never-shown"})
     assert run.returncode == 30, output(run)[-4000:]  # [retcode] task_failed
     assert "wrong-SECRET-never-shown" not in output(run) and IOS_SECRET not in output(run)
-    assert "ExportDay(project=ios, date=" in output(run)
+    assert re.search(r"ExportDay\(date=[\d-]+, project=ios\)", output(run))
     assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
     assert workspace.keys(f"{PREFIX}ios/") == {}
     assert [record.status for record in emulator.requests if not record.auth_ok] == [401] * len(DAYS)
@@ -164,6 +164,17 @@ def test_one_project_alone_and_its_status(
     assert "3 done, 0 empty, 0 missing" in calendars["ios"]
     assert "0 done, 0 empty, 3 missing" in calendars["web"]
     assert f"`ExportRange --project web --start {DAYS[0]}` fills them" in calendars["web"]
+
+    metrics = amp_luigi(
+        workspace, "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--metrics-file", "-"
+    )
+    assert metrics.returncode == 0, output(metrics)
+    events = [
+        line
+        for line in metrics.stdout.splitlines()
+        if line.startswith("amp_luigi_newest_verified_day_events{")
+    ]
+    assert len(events) == 1 and 'project="ios"' in events[0] and f'prefix="{PREFIX}ios"' in events[0]
 
 
 # (id, task arguments, luigi.cfg sections beyond [project.web] and [project.ios], environment, message)
@@ -270,3 +281,68 @@ def test_an_existing_bucket_keeps_its_keys_when_its_project_is_named(
     # ios lands inside the old prefix, below a segment web never writes.
     assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
     assert sorted(set(workspace.keys()) - set(keys)) == sorted(workspace.keys(f"{PREFIX}ios/"))
+
+
+def amp_luigi(workspace: Workspace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m amp_luigi ...` in the workspace, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "amp_luigi", *args],
+        cwd=workspace.path,
+        env={**workspace.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_proves_each_project_and_names_the_one_whose_keys_fail(
+    workspace: Workspace, emulator: Emulator, projects: tuple[EmulatedProject, EmulatedProject]
+) -> None:
+    run = amp_luigi(workspace, "check", "--amplitude", AMP_IOS_SECRET_KEY="wrong-SECRET-never-shown")
+    assert run.returncode == 1, output(run)
+    web, ios = (part for part in re.split(r"^amp-luigi check of ", run.stdout, flags=re.M)[1:])
+    assert web.startswith(f"project ios, s3://{workspace.bucket}/{PREFIX}ios/") or ios.startswith(
+        "project ios"
+    )
+    by_project = {part.split(",", 1)[0]: part for part in (web, ios)}
+    assert "Ready" in by_project["project web"]
+    failed = next(line for line in by_project["project ios"].splitlines() if " export one hour " in line)
+    assert failed.split()[0] == "FAILED" and "AMP_IOS_API_KEY / AMP_IOS_SECRET_KEY" in failed
+    assert "wrong-SECRET-never-shown" not in output(run)
+    assert workspace.keys() == {}, "the probes are removed"
+
+    only = amp_luigi(workspace, "check", "--project", "web")
+    assert only.returncode == 0, output(only)
+    assert only.stdout.count("amp-luigi check of ") == 1 and "project web" in only.stdout
+
+
+def test_athena_prints_each_projects_tables_over_its_own_prefixes(
+    workspace: Workspace, projects: tuple[EmulatedProject, EmulatedProject]
+) -> None:
+    workspace.configure("project.ios", first_date="2023-06-01")
+    run = amp_luigi(workspace, "athena")
+    assert run.returncode == 0, output(run)
+    for name in ("web", "ios"):
+        assert f"CREATE EXTERNAL TABLE IF NOT EXISTS `amplitude`.`events_{name}` (" in run.stdout
+        assert f"CREATE EXTERNAL TABLE IF NOT EXISTS `amplitude`.`events_{name}_raw` (" in run.stdout
+        assert f"'s3://{workspace.bucket}/{PREFIX}{name}/${{dt}}/'" in run.stdout
+        assert f"'s3://{workspace.bucket}/{PREFIX}{name}_parquet/dt=${{dt}}/'" in run.stdout
+    assert "'2023-06-01,NOW'" in run.stdout
+    one = amp_luigi(workspace, "athena", "--project", "ios")
+    assert "events_web" not in one.stdout and "events_ios_raw" in one.stdout
+
+
+def test_luigis_range_daily_fills_one_project_through_of_params(
+    workspace: Workspace, emulator: Emulator, projects: tuple[EmulatedProject, EmulatedProject]
+) -> None:
+    web, ios = projects
+    stop = (DAYS[-1] + dt.timedelta(days=1)).isoformat()
+    run = workspace.luigi(
+        *("RangeDaily", "--of", "VerifyDay", "--of-params", '{"project": "ios"}'),
+        *("--start", DAYS[0].isoformat(), "--stop", stop, "--local-scheduler"),
+        *("--lock-pid-dir", str(workspace.path / "locks")),
+    )
+    assert run.returncode == 0, output(run)[-4000:]
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/")
+    assert requests_of(emulator, web) == 0

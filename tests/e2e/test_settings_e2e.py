@@ -67,7 +67,7 @@ CASES: list[tuple[str, dict[str, str], dict[str, dict[str, object]], list[str]]]
         "region",
         {"AMP_EXPORT_URL": ""},
         {"amplitude": {"region": "asia"}},
-        ["Unknown Amplitude region 'asia'", "[amplitude] section"],
+        ["Unknown Amplitude region 'asia'", "set [amplitude] region to one of eu, us"],
     ),
     ("export-url", {"AMP_EXPORT_URL": "ftp://example.com/x"}, {}, ["AMP_EXPORT_URL", "not an http(s) URL"]),
     (
