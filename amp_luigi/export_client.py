@@ -83,9 +83,12 @@ class ExportClient:
         read_timeout: float = 900.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        settings_named: tuple[str, str] = ("AMP_API_KEY and AMP_SECRET_KEY", "[amplitude] region"),
     ) -> None:
         self.url = url
         self._auth = (api_key, secret_key)
+        # Where the user sets this project's keys and region, for the message a refusal gets.
+        self.keys_setting, self.region_setting = settings_named
         self.retry = retry
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
@@ -149,10 +152,9 @@ class ExportClient:
             )
         if status in (401, 403):
             raise FatalError(
-                f"Amplitude refused the credentials (HTTP {status}) at {self.url}. Check AMP_API_KEY and "
-                "AMP_SECRET_KEY, and the project's region: EU projects use "
-                "https://analytics.eu.amplitude.com/api/2/export, US projects https://amplitude.com/api/2/export "
-                "([amplitude] region = eu|us)."
+                f"Amplitude refused the credentials (HTTP {status}) at {self.url}. Check {self.keys_setting}, "
+                "and the project's region: EU projects use https://analytics.eu.amplitude.com/api/2/export, "
+                f"US projects https://amplitude.com/api/2/export ({self.region_setting} = eu|us)."
             )
         if status == 429 or status >= 500:
             what = "concurrency limit reached" if status == 429 else "server error"

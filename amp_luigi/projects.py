@@ -60,7 +60,9 @@ class Project:
 
     def client(self) -> ExportClient:
         checked(self.name, exporting=True)
-        return settings.amplitude().client(self.export_url, *credentials(self.name))
+        keys = " and ".join(key_variables(self.name))
+        region = f"[{SECTION}{self.name}] region" if self.name else "[amplitude] region"
+        return settings.amplitude().client(self.export_url, credentials(self.name), (keys, region))
 
 
 def names() -> list[str]:

@@ -158,15 +158,15 @@ class amplitude(luigi.Config):
         ]
         return failures(checks)
 
-    def client(self, url: str, api_key: str, secret_key: str) -> ExportClient:
+    def client(self, url: str, keys: tuple[str, str], settings_named: tuple[str, str]) -> ExportClient:
         """A client of one project's export (amp_luigi.projects.Project.client checks its settings)."""
         return ExportClient(
             url,
-            api_key,
-            secret_key,
+            *keys,
             retry=RetryPolicy(self.max_attempts, self.backoff_seconds, self.max_backoff_seconds),
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
+            settings_named=settings_named,
         )
 
 

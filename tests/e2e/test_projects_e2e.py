@@ -112,6 +112,9 @@ def test_a_project_with_wrong_keys_fails_alone(
     assert run.returncode == 30, output(run)[-4000:]  # [retcode] task_failed
     assert "wrong-SECRET-never-shown" not in output(run) and IOS_SECRET not in output(run)
     assert re.search(r"ExportDay\(date=[\d-]+, project=ios\)", output(run))
+    assert "Check AMP_IOS_API_KEY and AMP_IOS_SECRET_KEY" in output(run) and "[project.ios] region" in output(
+        run
+    )
     assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
     assert workspace.keys(f"{PREFIX}ios/") == {}
     assert [record.status for record in emulator.requests if not record.auth_ok] == [401] * len(DAYS)
