@@ -203,6 +203,18 @@ class Workspace:
             check=False,
         )
 
+    def amp_luigi(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`python -m amp_luigi ...` (status, check, athena) here, as a user runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "amp_luigi", *args],
+            cwd=self.path,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
     def keys(self, prefix: str = "") -> dict[str, int]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 
 import pytest
 
@@ -15,15 +14,7 @@ from tests.luigi_hooks import S3Faults, s3_faults
 
 
 def run_check(workspace: Workspace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "amp_luigi", "check", *args],
-        cwd=workspace.path,
-        env={**workspace.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return workspace.amp_luigi("check", *args, env=env)
 
 
 def row(text: str, what: str) -> str:

@@ -131,14 +131,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
 
 
 def status(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "amp_luigi", "status", "--start", "2024-03-01", "--stop", "2024-03-08", *args],
-        cwd=workspace.path,
-        env=workspace.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return workspace.amp_luigi("status", "--start", "2024-03-01", "--stop", "2024-03-08", *args)
 
 
 def test_status_command_writes_the_metrics_file_from_the_markers(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 from pathlib import Path
 
 from amp_luigi.s3 import Bucket
@@ -60,24 +58,7 @@ def test_states_and_counts_come_from_the_markers_in_a_bounded_number_of_requests
 
 def test_status_command_prints_a_calendar(workspace: Workspace) -> None:
     setup_days(workspace)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "amp_luigi",
-            "status",
-            "--start",
-            "2024-03-01",
-            "--stop",
-            "2024-03-08",
-            "--check",
-        ],
-        cwd=workspace.path,
-        env=workspace.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = workspace.amp_luigi("status", "--start", "2024-03-01", "--stop", "2024-03-08", "--check")
     assert run.returncode == 1, run.stderr  # --check: days 03-06 are failed or missing
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"s3://{workspace.bucket}/python_import/  2024-03-01 .. 2024-03-07")
@@ -104,14 +85,6 @@ def test_status_command_prints_a_calendar(workspace: Workspace) -> None:
 
 
 def test_status_names_a_missing_setting(workspace: Workspace, tmp_path: Path) -> None:
-    env = {key: value for key, value in workspace.env.items() if key != "AWS_BUCKET_NAME"}
-    run = subprocess.run(
-        [sys.executable, "-m", "amp_luigi", "status", "--start", "2024-03-01"],
-        cwd=workspace.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = workspace.amp_luigi("status", "--start", "2024-03-01", env={"AWS_BUCKET_NAME": ""})
     assert run.returncode == 2
     assert "AWS_BUCKET_NAME" in run.stderr

@@ -99,7 +99,23 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s " + format, self.address_string(), *args)
 
 
-class EmulatedProject:
+class _Events:
+    """What a project's `dataset` holds, asked of the project (or of the emulator, for its first)."""
+
+    dataset: Dataset
+
+    def expected_events(self, start: Hour, end: Hour) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(member name, events) for every member an export of the range holds."""
+        return self.dataset.expected_events(start, end)
+
+    def member_names(self, start: Hour, end: Hour) -> list[str]:
+        return self.dataset.member_names(start, end)
+
+    def day_event_count(self, day: date) -> int:
+        return self.dataset.day_event_count(day)
+
+
+class EmulatedProject(_Events):
     """One project the emulator serves: its key pair, its events and its share of the concurrency limit."""
 
     def __init__(self, api_key: str, secret_key: str, dataset: Dataset) -> None:
@@ -117,18 +133,8 @@ class EmulatedProject:
         same_password = hmac.compare_digest(password.encode(), self._secret_key.encode())
         return same_user and same_password
 
-    def expected_events(self, start: Hour, end: Hour) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """(member name, events) for every member an export of the range holds."""
-        return self.dataset.expected_events(start, end)
 
-    def member_names(self, start: Hour, end: Hour) -> list[str]:
-        return self.dataset.member_names(start, end)
-
-    def day_event_count(self, day: date) -> int:
-        return self.dataset.day_event_count(day)
-
-
-class Emulator:
+class Emulator(_Events):
     """Amplitude's Export API, served from deterministic `Dataset`s: one project from the constructor's
     keys and dataset settings, more with `add_project`.
 
@@ -264,16 +270,6 @@ class Emulator:
         """Block until at least `count` accepted requests are in flight; False on timeout."""
         with self._flight:
             return self._flight.wait_for(lambda: self._in_flight >= count, timeout)
-
-    def expected_events(self, start: Hour, end: Hour) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """(member name, events) for every member an export of the range holds."""
-        return self.dataset.expected_events(start, end)
-
-    def member_names(self, start: Hour, end: Hour) -> list[str]:
-        return self.dataset.member_names(start, end)
-
-    def day_event_count(self, day: date) -> int:
-        return self.dataset.day_event_count(day)
 
     # Serving
 

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -174,14 +172,8 @@ def test_export_range_with_parquet_enabled_converts_and_status_and_athena_show_i
     assert json.loads(workspace.read(MARKER))["rows"] == emulator.day_event_count(DAY)
 
     def command(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "amp_luigi", *args],
-            cwd=workspace.path,
-            env=workspace.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        done = workspace.amp_luigi(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
         for secret in SECRETS:
             assert secret not in done.stdout + done.stderr
         return done.stdout

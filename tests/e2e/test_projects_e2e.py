@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,24 +139,7 @@ def test_one_project_alone_and_its_status(
     assert requests_of(emulator, web) == 0
 
     stop = (DAYS[-1] + dt.timedelta(days=1)).isoformat()
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "amp_luigi",
-            "status",
-            "--start",
-            DAYS[0].isoformat(),
-            "--stop",
-            stop,
-            "--check",
-        ],
-        cwd=workspace.path,
-        env=workspace.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = workspace.amp_luigi("status", "--start", DAYS[0].isoformat(), "--stop", stop, "--check")
     assert status.returncode == 1, output(status)  # web's days are missing
     calendars = {
         part.split(",", 1)[0]: part for part in re.split(r"^project ", status.stdout, flags=re.M)[1:]
@@ -168,8 +150,8 @@ def test_one_project_alone_and_its_status(
     assert "0 done, 0 empty, 3 missing" in calendars["web"]
     assert f"`ExportRange --project web --start {DAYS[0]}` fills them" in calendars["web"]
 
-    metrics = amp_luigi(
-        workspace, "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--metrics-file", "-"
+    metrics = workspace.amp_luigi(
+        "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--metrics-file", "-"
     )
     assert metrics.returncode == 0, output(metrics)
     events = [
@@ -286,23 +268,10 @@ def test_an_existing_bucket_keeps_its_keys_when_its_project_is_named(
     assert sorted(set(workspace.keys()) - set(keys)) == sorted(workspace.keys(f"{PREFIX}ios/"))
 
 
-def amp_luigi(workspace: Workspace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m amp_luigi ...` in the workspace, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "amp_luigi", *args],
-        cwd=workspace.path,
-        env={**workspace.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_check_proves_each_project_and_names_the_one_whose_keys_fail(
     workspace: Workspace, emulator: Emulator, projects: tuple[EmulatedProject, EmulatedProject]
 ) -> None:
-    run = amp_luigi(workspace, "check", "--amplitude", AMP_IOS_SECRET_KEY="wrong-SECRET-never-shown")
+    run = workspace.amp_luigi("check", "--amplitude", env={"AMP_IOS_SECRET_KEY": "wrong-SECRET-never-shown"})
     assert run.returncode == 1, output(run)
     web, ios = (part for part in re.split(r"^amp-luigi check of ", run.stdout, flags=re.M)[1:])
     assert web.startswith(f"project ios, s3://{workspace.bucket}/{PREFIX}ios/") or ios.startswith(
@@ -315,7 +284,7 @@ def test_check_proves_each_project_and_names_the_one_whose_keys_fail(
     assert "wrong-SECRET-never-shown" not in output(run)
     assert workspace.keys() == {}, "the probes are removed"
 
-    only = amp_luigi(workspace, "check", "--project", "web")
+    only = workspace.amp_luigi("check", "--project", "web")
     assert only.returncode == 0, output(only)
     assert only.stdout.count("amp-luigi check of ") == 1 and "project web" in only.stdout
 
@@ -324,7 +293,7 @@ def test_athena_prints_each_projects_tables_over_its_own_prefixes(
     workspace: Workspace, projects: tuple[EmulatedProject, EmulatedProject]
 ) -> None:
     workspace.configure("project.ios", first_date="2023-06-01")
-    run = amp_luigi(workspace, "athena")
+    run = workspace.amp_luigi("athena")
     assert run.returncode == 0, output(run)
     for name in ("web", "ios"):
         assert f"CREATE EXTERNAL TABLE IF NOT EXISTS `amplitude`.`events_{name}` (" in run.stdout
@@ -332,7 +301,7 @@ def test_athena_prints_each_projects_tables_over_its_own_prefixes(
         assert f"'s3://{workspace.bucket}/{PREFIX}{name}/${{dt}}/'" in run.stdout
         assert f"'s3://{workspace.bucket}/{PREFIX}{name}_parquet/dt=${{dt}}/'" in run.stdout
     assert "'2023-06-01,NOW'" in run.stdout
-    one = amp_luigi(workspace, "athena", "--project", "ios")
+    one = workspace.amp_luigi("athena", "--project", "ios")
     assert "events_web" not in one.stdout and "events_ios_raw" in one.stdout
 
 

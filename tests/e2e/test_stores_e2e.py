@@ -10,8 +10,6 @@ the clean-up must work there all the same.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 
 import pytest
 
@@ -30,14 +28,7 @@ def test_a_day_lands_exactly_a_stray_is_removed_status_shows_it_and_a_rerun_requ
     luigi_ok(backend_workspace, "VerifyDay", "--date", DAY.isoformat())
     assert_days_exact(backend_workspace, emulator, [DAY])
 
-    status = subprocess.run(
-        [sys.executable, "-m", "amp_luigi", "status", "--start", "2024-03-01", "--stop", "2024-03-02"],
-        cwd=backend_workspace.path,
-        env=backend_workspace.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = backend_workspace.amp_luigi("status", "--start", "2024-03-01", "--stop", "2024-03-02")
     assert status.returncode == 0, status.stderr
     objects = len(backend_workspace.keys(f"{PREFIX}{DAY.isoformat()}/"))
     events = emulator.day_event_count(DAY)
