@@ -34,6 +34,10 @@ from amp_luigi.workers import FORK, map_in_workers
 logger = logging.getLogger(__name__)
 
 EXTRACT_WORKERS = 2
+# An archive under this many compressed bytes (a few hundred events, a millisecond of checking) is
+# checked in this process: starting the workers costs tens of ms, what a quiet day's whole
+# extraction costs (docs/performance.md, backfills).
+IN_PROCESS_BYTES = 64 * 1024
 MEMBER_SUFFIX = ".json.gz"
 # Amplitude names members `<project>/<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded.
 MEMBER_NAME = re.compile(r"_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{1,2})#(?P<part>\d+)\.json\.gz$")
@@ -178,9 +182,10 @@ def _extract_all(
 
     Checking a line holds Python's GIL, and with events of a realistic size (1-2 KB) that is most
     of the work: threads would take turns, so the members are checked in forked worker processes
-    (amp_luigi.workers). Where there are none, the members are checked one after the other.
+    (amp_luigi.workers). Where there are none, or the archive is small, the members are checked
+    one after the other here.
     """
-    if not FORK:
+    if not FORK or sum(info.compress_size for info in members.values()) < IN_PROCESS_BYTES:
         with zipfile.ZipFile(path) as archive:
             for name, info in members.items():
                 yield extract_member(archive, info, dest_dir / name, limits)

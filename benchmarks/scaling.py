@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/scaling.py --days 365 1095                 # ExportRange and RangeDaily
     .venv/bin/python benchmarks/scaling.py --days 1095 --task RangeDaily --chunk 365
     .venv/bin/python benchmarks/scaling.py --days 30 --dev-venv            # a quick look
+    .venv/bin/python benchmarks/scaling.py --days 40 --task ExportRange --py-spy .venv/bin/py-spy --profile /tmp/spy
 
 Each run is the real `luigi --module amp_luigi <task> --start ... --stop ... --workers 2` command
 over days of a few events each (so the work per day is fixed and small: what is left is the cost of
@@ -100,6 +101,10 @@ def main() -> None:
         "--batch-days", type=int, help="ExportRange's batch size (100000: every day up front, as before)"
     )
     parser.add_argument("--dev-venv", action="store_true", help="run from this venv, not a user's install")
+    parser.add_argument(
+        "--py-spy", help="a py-spy binary: sample every process of each run into --profile (raw stacks)"
+    )
+    parser.add_argument("--profile", help="with --py-spy: the directory of the samples")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "amp-luigi-bench-cache"))
     args = parser.parse_args()
     cache = Path(args.cache_dir)
@@ -107,6 +112,9 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="amp-scaling-")))
         bench = Bench(work, cache, Path(sys.executable).parent if args.dev_venv else product_bin(cache))
         stack.callback(bench.stop)
+        if args.py_spy and args.profile:
+            bench.profile_dir, bench.py_spy = Path(args.profile), args.py_spy
+            bench.profile_dir.mkdir(parents=True, exist_ok=True)
         emulator = bench.emulator(TINY, [])
         last = dt.datetime.combine(FIRST + dt.timedelta(days=max(args.days)), dt.time()) - dt.timedelta(
             hours=1
