@@ -9,7 +9,9 @@ import stat
 import struct
 import tracemalloc
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +58,7 @@ def test_members_are_extracted_with_counts_sizes_and_checksums(
     tmp_path: Path, dest: Path, fork: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(members_module, "FORK", fork)
+    monkeypatch.setattr(members_module, "IN_PROCESS_BYTES", 0)  # this small archive in the workers too
     bodies = {member(0): ndjson(3), member(0, 1): ndjson(2, 3), member(13): ndjson(5, 5)}
     archive = write_zip(tmp_path / "a.zip", [(name, gzip.compress(data)) for name, data in bodies.items()])
 
@@ -307,3 +310,47 @@ def test_an_archive_of_other_files_only_is_refused_not_taken_as_an_empty_day(
     archive = write_zip(tmp_path / "a.zip", [(f"{PROJECT}/{PROJECT}_2024-03-01_1#0.json.zst", b"\x28\xb5")])
     with pytest.raises(ArchiveError, match=r"no \*\.json\.gz member.*json\.zst"):
         extract_archives([archive], dest, LIMITS)
+
+
+def day_archive(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for hour in (0, 5, 23):
+            lines = b"".join(json.dumps({"hour": hour, "n": n}).encode() + b"\n" for n in range(hour + 1))
+            archive.writestr(f"{PROJECT}/{PROJECT}_2024-03-01_{hour}#0.json.gz", gzip.compress(lines))
+    return path
+
+
+def counting_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many items each map_in_workers call was given (the real workers still do the work)."""
+    calls: list[int] = []
+    real = members_module.map_in_workers
+
+    def counted(job: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+        listed = list(items)
+        calls.append(len(listed))
+        return real(job, listed, workers)
+
+    monkeypatch.setattr(members_module, "map_in_workers", counted)
+    return calls
+
+
+@pytest.mark.skipif(not members_module.FORK, reason="forked workers are Linux's")
+def test_an_archive_under_the_threshold_starts_no_worker_and_one_over_it_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = day_archive(tmp_path / "day.zip")
+    calls = counting_workers(monkeypatch)
+
+    here = extract_archives([archive], tmp_path / "here", Limits())
+    assert calls == []
+
+    monkeypatch.setattr(members_module, "IN_PROCESS_BYTES", 0)
+    in_workers = extract_archives([archive], tmp_path / "workers", Limits())
+    assert calls == [3]
+
+    assert here == in_workers
+    assert [record.events for record in here] == [1, 6, 24]
+    for record in here:
+        assert (tmp_path / "here" / record.name).read_bytes() == (
+            tmp_path / "workers" / record.name
+        ).read_bytes()
