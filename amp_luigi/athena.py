@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from amp_luigi.errors import ConfigError
 from amp_luigi.layout import join_key, parquet_location_template, raw_location_template
 from amp_luigi.parquet_schema import COLUMNS, PARTITION, SCHEMA_VERSION, Column, table_columns
 
@@ -63,15 +64,26 @@ def raw_table(bucket: str, prefix: str, first_date: dt.date, table: str) -> str:
 
 def statements(database: str, table: str, project: str | None = None) -> str:
     """Both statements for each configured project (`project` alone when given), with the bucket and
-    prefixes read like the `luigi` command does; a named project's tables are `<table>_<name>`."""
+    prefixes read like the `luigi` command does; a named project's tables are `<table>_<name>` (a `-`
+    in the name becomes `_`: Athena's names are letters, digits and underscores)."""
     from amp_luigi import projects
 
     projects.checked(project)
+    chosen = projects.selected(project)
+    stems = {each: f"{table}_{each.replace('-', '_')}" if each else table for each in chosen}
+    owners: dict[str, str] = {}
+    for each, stem in stems.items():
+        for name in (stem, f"{stem}_raw"):
+            other = owners.setdefault(name, each)
+            if other != each:
+                raise ConfigError(
+                    f"Projects {other} and {each} would both get the Athena table {name}: print them one at a "
+                    "time (--project) with different --table names."
+                )
     parts = []
-    for each in projects.configured() if project is None else [project]:
+    for each in chosen:
         settings = projects.project(each)
-        stem = f"{table}_{each}" if each else table
-        bucket, first = settings.bucket, settings.first_date
+        bucket, first, stem = settings.bucket, settings.first_date, stems[each]
         about = f" of {settings.label()}" if each else ""
         parts.append(
             f"-- query-ready Parquet{about}, one partition per UTC day (ParquetDay)\n"

@@ -150,7 +150,7 @@ def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int
         print("amp-luigi check: the settings are not usable:\n  - " + "\n  - ".join(found), file=out)
         return 2
     blocked = False
-    for index, name in enumerate(projects.configured() if project is None else [project]):
+    for index, name in enumerate(projects.selected(project)):
         print("\n" * bool(index), end="", file=out)
         settings = projects.project(name)
         bucket = settings.open_bucket()
@@ -158,7 +158,6 @@ def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int
         if amplitude_too:
             keys = " / ".join(projects.key_variables(name))
             results.append(amplitude_result(settings.client().download, settings.first_date, keys))
-        where = f"s3://{bucket.name}/{settings.prefix}/"
-        render(results, f"{settings.label()}, {where}" if name else where, out)
+        render(results, settings.where(), out)
         blocked = blocked or any(result.blocks for result in results)
     return 1 if blocked else 0

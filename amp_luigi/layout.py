@@ -1,5 +1,10 @@
 """Every local path and S3 key of a day, in one place, so the layout is visible on one screen.
 
+A project named in luigi.cfg (`[project.web]`, amp_luigi.projects) has its own `<prefix>`, by
+default `<[storage] prefix>/<name>` (project_prefix), its own `<parquet prefix>` (parquet_prefix)
+and its own staging root `<data_dir>/<name>` (project_staging); the unnamed project of a
+configuration that names none uses `[storage] prefix` and `<data_dir>` themselves.
+
 Staging (local), per day under `<data_dir>/<YYYY-MM-DD>/`:
     export/<start>-<end>.zip   one downloaded archive per requested hour range
     export/parts.json          the list of ranges and archives: ExportDay's output, written last
@@ -13,7 +18,8 @@ S3, under `<prefix>/`:
     _check/probe                                              the store probes of `upload_proof` and `check`
     _parquet/<YYYY-MM-DD>.json                                ParquetDay's output, written last
 
-S3, under `<parquet prefix>/` (`[parquet] prefix`, default `<prefix>_parquet`), nothing but data:
+S3, under `<parquet prefix>/` (`[parquet] prefix` or a project's `parquet_prefix`, default
+`<prefix>_parquet`), nothing but data:
     dt=<YYYY-MM-DD>/<YYYY-MM-DD>T<HH>.parquet                 ParquetDay: one file per hour with events
 
 The markers carry the date in the file name, not a directory, because Luigi's range tools infer
@@ -33,6 +39,22 @@ VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
 CHECK_DIR = "_check"
 PARQUET_DIR = "_parquet"
+
+
+def project_prefix(storage_prefix: str, project: str) -> str:
+    """A named project's default prefix: its own folder under the shared one."""
+    return join_key(storage_prefix, project)
+
+
+def parquet_prefix(prefix: str) -> str:
+    """The default Parquet prefix: beside the raw prefix, not inside it, since a table's location
+    reads every object below it and the two layers must not read each other's files."""
+    return f"{prefix}_parquet"
+
+
+def project_staging(data_dir: Path, project: str) -> Path:
+    """A named project's staging root, apart from every other project's days."""
+    return data_dir / project
 
 
 def partial_path(dest: Path) -> Path:

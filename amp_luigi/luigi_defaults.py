@@ -11,6 +11,7 @@ the same default (amp_luigi.projects).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 EXPORT_RESOURCE = "amplitude_export"
@@ -39,12 +40,16 @@ def export_resource(project: str) -> str:
     return f"{EXPORT_RESOURCE}_{project}" if project else EXPORT_RESOURCE
 
 
+def project_names(sections: Iterable[str]) -> list[str]:
+    """The projects a configuration names, one `[project.<name>]` section each, sorted."""
+    return sorted(
+        section[len(PROJECT_SECTION) :] for section in sections if section.startswith(PROJECT_SECTION)
+    )
+
+
 def apply(config: Any) -> None:
     """Set every default the configuration leaves unset (a ConfigParser-like Luigi config)."""
-    projects = [
-        name[len(PROJECT_SECTION) :] for name in config.sections() if name.startswith(PROJECT_SECTION)
-    ]
-    caps = {export_resource(project): EXPORT_CAP for project in projects}
+    caps = {export_resource(project): EXPORT_CAP for project in project_names(config.sections())}
     for section, options in {**DEFAULTS, "resources": {**DEFAULTS["resources"], **caps}}.items():
         if not config.has_section(section):
             config.add_section(section)

@@ -28,10 +28,11 @@ from pathlib import Path
 from amp_luigi import settings
 from amp_luigi.errors import ConfigError
 from amp_luigi.export_client import ExportClient
-from amp_luigi.layout import join_key, probe_key
+from amp_luigi.layout import parquet_prefix, probe_key, project_prefix, project_staging
 from amp_luigi.luigi_defaults import PROJECT_SECTION as SECTION
+from amp_luigi.luigi_defaults import project_names
 from amp_luigi.s3 import Bucket
-from amp_luigi.validation import Setting, bucket_name, credential, http_url, key_prefix
+from amp_luigi.validation import Setting, bucket_name, credential, http_url, key_prefix, staging_dir
 
 # A name is a key segment, a directory and (upper-cased) part of an environment variable's name: it
 # starts with a letter, so it never looks like a day's directory (a date) or a marker's (`_...`).
@@ -55,6 +56,10 @@ class Project:
         """How messages name the project: `project web`, or nothing for the unnamed one."""
         return f"project {self.name}" if self.name else ""
 
+    def where(self) -> str:
+        """The heading of the project's part of a report: `project web, s3://bucket/prefix/`."""
+        return ", ".join(filter(None, (self.label(), f"s3://{self.bucket}/{self.prefix}/")))
+
     def open_bucket(self) -> Bucket:
         return settings.storage().open_bucket(self.bucket, probe_key(self.prefix))
 
@@ -67,14 +72,17 @@ class Project:
 
 def names() -> list[str]:
     """The projects luigi.cfg names, sorted; empty for a single-project configuration."""
-    return sorted(
-        section[len(SECTION) :] for section in settings.config_sections() if section.startswith(SECTION)
-    )
+    return project_names(settings.config_sections())
 
 
 def configured() -> list[str]:
     """Every project a run without `--project` covers: the named ones, else the unnamed one."""
     return names() or [""]
+
+
+def selected(name: str | None) -> list[str]:
+    """The projects a command covers: the one `--project` names, else every configured one."""
+    return configured() if name is None else [name]
 
 
 def key_variables(name: str) -> tuple[str, str]:
@@ -106,15 +114,15 @@ def project(name: str) -> Project:
             f"{known}). Add the section, or pass one of those to --project."
         )
     section = _Section(name)
-    prefix = section.prefix("prefix") or join_key(storage.key_prefix(), name)
+    prefix = section.prefix("prefix") or project_prefix(storage.key_prefix(), name)
     return Project(
         name,
         section.export_url(),
         section.first_date(),
         section.bucket() or storage.bucket_name(),
         prefix,
-        section.prefix("parquet_prefix") or f"{prefix}_parquet",
-        staging.root() / name,
+        section.prefix("parquet_prefix") or parquet_prefix(prefix),
+        project_staging(staging.root(), name),
     )
 
 
@@ -122,20 +130,16 @@ def credentials(name: str) -> tuple[str, str]:
     """The project's API key and secret key, read from the environment (or `.env`) when needed."""
     if not name:
         return settings.amplitude().credentials()
-    section = f"{SECTION}{name}"
-    found = [settings.read_env(variable) for variable in key_variables(name)]
-    if not all(found):
-        missing = " and ".join(
-            var for var, value in zip(key_variables(name), found, strict=True) if not value
-        )
+    found = {variable: settings.read_env(variable) for variable in key_variables(name)}
+    missing = [variable for variable, value in found.items() if not value]
+    if missing:
         raise ConfigError(
-            f"project {name} has no credentials: set {missing} in the environment or .env (its keys "
-            f"are never read from luigi.cfg or a task parameter; [{section}] names the project)."
+            f"project {name} has no credentials: set {' and '.join(missing)} in the environment or .env "
+            f"(its keys are never read from luigi.cfg or a task parameter; [{SECTION}{name}] names the "
+            "project)."
         )
-    return (
-        credential(found[0], Setting("", "", key_variables(name)[0])),
-        credential(found[1], Setting("", "", key_variables(name)[1])),
-    )
+    api_key, secret_key = (credential(value, Setting.env_only(variable)) for variable, value in found.items())
+    return api_key, secret_key
 
 
 class _Section:
@@ -184,9 +188,11 @@ class _Section:
 
 
 def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
-    """Everything wrong with the settings: what all projects share, every configured project's own
-    (another project's run must not write into its prefixes either), then, with `exporting`, the keys
-    of project `name` (None: of every configured project)."""
+    """What is wrong with the settings, in stages (each stage's problems all at once, and a later
+    stage only when the earlier ones found none, since it builds on them): the settings all
+    projects share and the projects' names; every configured project's own settings and staging
+    directory (another project's run must not write into its prefixes either); with `exporting`, the
+    keys of project `name` (None: of every configured project); last, prefixes that would share keys."""
     found = settings.problems() or _naming_problems()
     if found:
         return found
@@ -194,12 +200,12 @@ def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
 
     def load(each: str) -> None:
         loaded[each] = project(each)
+        staging_dir(loaded[each].staging_root, Setting("staging", "data_dir", "AMP_DATA_DIR"))
 
     chosen = dict.fromkeys([*([] if name is None else [name]), *configured()])
     found = settings.failures([functools.partial(load, each) for each in chosen])
     if not found and exporting:
-        keyed = configured() if name is None else [name]
-        found = settings.failures([functools.partial(credentials, each) for each in keyed])
+        found = settings.failures([functools.partial(credentials, each) for each in selected(name)])
     return found or _overlaps(list(loaded.values()))
 
 
@@ -225,8 +231,24 @@ def _naming_problems() -> list[str]:
             found.append(
                 f"Projects {other} and {name} would both read {key_variables(name)[0]}: rename one of them."
             )
-    if names() and (settings.read_env("AMP_API_KEY") or settings.amplitude().api_key):
-        found.append(_needs_a_name("AMP_API_KEY (or [amplitude] api_key) is set, but "))
+    unnamed = settings.amplitude()
+    if names() and any(
+        (
+            settings.read_env("AMP_API_KEY"),
+            settings.read_env("AMP_SECRET_KEY"),
+            unnamed.api_key,
+            unnamed.secret_key,
+        )
+    ):
+        found.append(
+            _needs_a_name("AMP_API_KEY or AMP_SECRET_KEY (or [amplitude] api_key / secret_key) is set, but ")
+        )
+    if names() and settings.parquet().prefix:
+        found.append(
+            f"[parquet] prefix = {settings.parquet().prefix!r} is the unnamed project's, but luigi.cfg names "
+            "projects: set parquet_prefix in the [project.<name>] section of the project it was for (the same "
+            "value keeps its Parquet files where they are) and remove it from [parquet]."
+        )
     return found
 
 
@@ -235,14 +257,15 @@ def _needs_a_name(why: str = "") -> str:
     return (
         f"{why}luigi.cfg names projects ({listed}), so every project is named: pass --project, and for the "
         "project of AMP_API_KEY add a [project.<name>] section (with prefix = its old prefix, to keep its "
-        "keys) and move its keys to AMP_<NAME>_API_KEY and AMP_<NAME>_SECRET_KEY."
+        'keys) and move its keys to AMP_<NAME>_API_KEY and AMP_<NAME>_SECRET_KEY (README, "Several '
+        'Amplitude projects").'
     )
 
 
 @dataclass(frozen=True)
 class _Area:
     """Where one project writes: its raw prefix (`<date>/` and `_<marker>/` below it) or its Parquet
-    prefix (`dt=<date>/` below it)."""
+    prefix (`dt=<date>/` below it, and nothing else may be: a table reads the whole location)."""
 
     owner: Project
     setting: Setting
@@ -250,20 +273,23 @@ class _Area:
     parquet: bool
 
     def writes(self, segment: str) -> bool:
-        if self.parquet:
-            return segment.startswith("dt=")
-        return segment.startswith("_") or _is_date(segment)
+        return self.parquet or segment.startswith("_") or _is_date(segment)
 
     def holds(self, other: _Area) -> bool:
-        """Whether `other` is this area, or lies inside it where this area writes (another project's
-        prefix may sit inside one, below a segment it never writes; a project's own two layers may not
-        nest at all, since a table over one would read the other's files)."""
+        """Whether `other` is this area, or lies inside it where this area writes.
+
+        Another project's prefix may sit inside a raw prefix, below a segment it never writes (a
+        project named with the old prefix, a new one in a folder below it). A project's own two
+        layers may not nest at all, since a table over one would read the other's files; as always,
+        a raw prefix at the bucket's root holds its Parquet prefix beside its markers.
+        """
+        if other.owner is self.owner:
+            return (other.prefix + "/").startswith(self.prefix + "/")
         if other.prefix == self.prefix:
             return True
         if self.prefix and not other.prefix.startswith(self.prefix + "/"):
             return False
-        below = other.prefix[len(self.prefix) :].lstrip("/").split("/", 1)[0]
-        return other.owner is self.owner or self.writes(below)
+        return self.writes(other.prefix[len(self.prefix) :].lstrip("/").split("/", 1)[0])
 
     def __str__(self) -> str:
         return f"{self.setting} = {self.prefix!r}"

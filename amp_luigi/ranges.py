@@ -25,8 +25,10 @@ others under the same keys, so S3 ends up holding exactly the new export, withou
 
 Without `--project`, when luigi.cfg names projects, ExportRange requires one ExportRange per project
 (`--project web`, ...), each deciding its own missing days from its own listing: one project's
-failing days or wrong keys never hold back another's. With `--project`, or when luigi.cfg names
-none, it fills that one project.
+failing days, or keys Amplitude refuses, never hold back another's. Every project's settings and
+keys are checked first, so a project without keys stops the run before any request. With
+`--project`, or when luigi.cfg names none, it fills that one project (the project goes in
+`--project`, not in `--of-params`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from luigi.tools.range import RangeDaily
 from amp_luigi.hours import last_available_day
 from amp_luigi.projects import names, project
 from amp_luigi.settings import amplitude, parquet
-from amp_luigi.tasks import DayTask, ParquetDay, ProjectTask, RefreshDay, VerifyDay
+from amp_luigi.tasks import DayTask, ParquetDay, ProjectTask, RefreshDay, VerifyDay, settings_checked
 
 
 class ExportRange(ProjectTask, RangeDaily):
@@ -50,8 +52,9 @@ class ExportRange(ProjectTask, RangeDaily):
     and with --refresh-days N the newest N complete days of the range again.
 
     Up to `batch_days` missing days are required up front, as RangeDaily does; more are yielded from
-    run() in batches (see the module docstring). requires() always names every missing day: it is
-    what the range's completeness means, whatever the scheduler is handed first.
+    run() in batches (see the module docstring). requires() always names every missing day (over
+    every project, one range per project): it is what the range's completeness means, whatever the
+    scheduler is handed first.
     """
 
     of = luigi.TaskParameter(
@@ -86,14 +89,19 @@ class ExportRange(ProjectTask, RangeDaily):
         # parameter keeps its default so the task id stays the same; RangeDaily reads `self.of`.
         if self.of is VerifyDay and parquet().enabled:
             self.of = ParquetDay  # type: ignore[assignment]
+        if self.of_params.get("project", self.project) != self.project:
+            raise luigi.parameter.ParameterException(
+                "ExportRange takes the project as --project (every project without it), not in --of-params."
+            )
         if self.project:  # the days are that project's (RangeDaily passes of_params to them all)
             self.of_params = {**self.of_params, "project": self.project}
 
     def projects(self) -> list[ExportRange]:
         """One range per named project, when this one names none (see the module docstring)."""
-        if self.project or self.batch:
-            return []
-        return [self.clone(project=name) for name in names()]
+        if "_projects" not in self.__dict__:
+            fans_out = not self.project and not self.batch
+            self._projects = [self.clone(project=name) for name in names()] if fans_out else []
+        return self._projects
 
     def moving_start(self, now: dt.datetime) -> dt.datetime:
         return dt.datetime.combine(project(self.project).first_date, dt.time())
@@ -104,7 +112,7 @@ class ExportRange(ProjectTask, RangeDaily):
 
     def requires(self) -> list[luigi.Task]:
         if self.projects():
-            return list(self.projects())
+            return list(self._projects)
         fill: list[luigi.Task] = list(super().requires())
         if self.refresh_days <= 0:
             return fill
@@ -114,6 +122,9 @@ class ExportRange(ProjectTask, RangeDaily):
         return fill + self._refresh
 
     def complete(self) -> bool:
+        # Every setting first, and the keys of every project this range covers: a wrong one stops
+        # the run before any request, with its message and no traceback.
+        settings_checked(None if self.projects() else self.project)
         # Always a fresh look (one listing): RangeDaily caches requires(), and a batch or the range is
         # asked again after its days ran, when the cached list names days that are now verified.
         self.__dict__.pop("_cached_requires", None)
@@ -122,7 +133,7 @@ class ExportRange(ProjectTask, RangeDaily):
     def deps(self) -> list[luigi.Task]:
         """What the scheduler gets up front: every missing day for a short range, nothing otherwise."""
         if self.projects():
-            return list(self.projects())
+            return list(self._projects)
         if self.batch or len(self.requires()) > self.batch_days:
             return []
         return list(super().deps())

@@ -100,8 +100,9 @@ class Sandbox:
         """The export requests the emulator answered, per project."""
         ids = {project_id: name for name, project_id, _, _ in PROJECTS}
         counts = dict.fromkeys(ids.values(), 0)
-        for request in self.emulator.requests:
-            counts[ids[request.project_id]] += 1
+        for request in self.emulator.requests:  # a refused key pair carries no project
+            name = ids.get(request.project_id, "refused")
+            counts[name] = counts.get(name, 0) + 1
         return counts
 
 

@@ -28,6 +28,7 @@ from luigi.parameter import ParameterVisibility
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.export_client import ExportClient, RetryPolicy
+from amp_luigi.layout import parquet_prefix
 from amp_luigi.members import Limits
 from amp_luigi.proof import CHOICES as PROOFS
 from amp_luigi.proof import Proof, resolve
@@ -223,9 +224,10 @@ class storage(luigi.Config):
         )
 
     def problems(self) -> list[str]:
+        # The bucket is checked where a project takes it (amp_luigi.projects): a deployment whose
+        # projects each name their own needs no AWS_BUCKET_NAME.
         return failures(
             [
-                self.bucket_name,
                 self.key_prefix,
                 self.part_size,
                 self.proof,
@@ -477,9 +479,7 @@ class parquet(luigi.Config):
     )
 
     def key_prefix(self, storage_prefix: str) -> str:
-        # Beside the raw prefix, not inside it: a table location over the raw prefix (or this one)
-        # reads every object below it, and the two layers must not read each other's files.
-        return key_prefix(self.prefix, Setting("parquet", "prefix")) or f"{storage_prefix}_parquet"
+        return key_prefix(self.prefix, Setting("parquet", "prefix")) or parquet_prefix(storage_prefix)
 
     def problems(self) -> list[str]:
         return failures(

@@ -199,7 +199,7 @@ def main(
     projects.checked(project)
     newest = last_available_day(now, amplitude().availability_lag_hours)
     calendars = []
-    for name in projects.configured() if project is None else [project]:
+    for name in projects.selected(project):
         settings = projects.project(name)
         bucket = settings.open_bucket()
         days = collect(
@@ -220,10 +220,9 @@ def main(
                 print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
                 return 2
     if metrics_file != "-":
-        for index, (settings, labels, days) in enumerate(calendars):
-            where = f"s3://{labels['bucket']}/{settings.prefix}/"
+        for index, (settings, _, days) in enumerate(calendars):
             fill = f"ExportRange --project {settings.name}" if settings.name else "ExportRange"
             print("\n" * bool(index), end="", file=out)
-            render(days, f"{settings.label()}, {where}" if settings.name else where, out, fill)
+            render(days, settings.where(), out, fill)
     every = [day for _, _, days in calendars for day in days]
     return 1 if check and any(day.state in (MISSING, FAILED) for day in every) else 0

@@ -17,6 +17,7 @@ central scheduler shows.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import shutil
@@ -52,9 +53,9 @@ from amp_luigi.verify import differences
 logger = logging.getLogger(__name__)
 
 
-def settings_checked(name: str) -> None:
-    """Every setting (and project `name`'s keys) checked before the first request; Luigi calls
-    complete() before anything else.
+def settings_checked(name: str | None) -> None:
+    """Every setting (and the keys of project `name`, None: of every project) checked before the
+    first request; Luigi calls complete() before anything else.
 
     Luigi logs a failing complete() with its traceback; for a setting the message is all there is to
     read, so that log line is cut down to it.
@@ -135,7 +136,7 @@ class ProjectTask(luigi.Task):
         ordered = sorted(shown.items(), key=lambda item: item[0] == "project")
         return f"{self.get_task_family()}({', '.join(f'{name}={value}' for name, value in ordered)})"
 
-    def settings(self) -> Project:
+    def project_settings(self) -> Project:
         """The project's settings, read once per task (Luigi asks for outputs many times)."""
         if "_project" not in self.__dict__:
             self._project = project(self.project)
@@ -154,7 +155,7 @@ class DayTask(ProjectTask):
     def layout(self) -> DayLayout:
         """Built once per task: Luigi asks for a task's output many times while it schedules."""
         if "_layout" not in self.__dict__:
-            settings = self.settings()
+            settings = self.project_settings()
             self._layout = DayLayout(self.date, settings.staging_root, settings.prefix, storage().keep_gzip)
         return self._layout
 
@@ -162,7 +163,7 @@ class DayTask(ProjectTask):
         """Built once per task and process: a task forked by Luigi must not use its parent's client."""
         targets: dict[tuple[int, str], MarkerTarget] = self.__dict__.setdefault("_markers", {})
         if (os.getpid(), key) not in targets:
-            targets[os.getpid(), key] = MarkerTarget(self.settings().open_bucket(), key)
+            targets[os.getpid(), key] = MarkerTarget(self.project_settings().open_bucket(), key)
         return targets[os.getpid(), key]
 
     def __getstate__(self) -> dict[str, object]:
@@ -186,7 +187,7 @@ class DayTask(ProjectTask):
 
     def day_label(self) -> str:
         """The day as messages name it: `2024-03-01`, or `project web 2024-03-01`."""
-        return " ".join(filter(None, (self.settings().label(), self.date.isoformat())))
+        return " ".join(filter(None, (self.project_settings().label(), self.date.isoformat())))
 
 
 class ExportDay(DayTask):
@@ -215,7 +216,7 @@ class ExportDay(DayTask):
         shutil.rmtree(self.layout().export_dir, ignore_errors=True)
 
     def run(self) -> None:
-        settings = self.settings()
+        settings = self.project_settings()
         check_exportable(self.date, settings.first_date, amplitude().availability_lag_hours)
         progress = Progress(self)
         # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
@@ -296,7 +297,7 @@ class UploadDay(DayTask):
 
     def run(self) -> None:
         progress = Progress(self)
-        bucket = self.settings().open_bucket()
+        bucket = self.project_settings().open_bucket()
 
         def on_object(done: int, total: int) -> None:
             progress(f"uploaded {done} of {total} object(s)", 100.0 * done / total)
@@ -352,7 +353,7 @@ class VerifyDay(DayTask):
     def run(self) -> None:
         layout = self.layout()
         progress = Progress(self)
-        bucket = self.settings().open_bucket()
+        bucket = self.project_settings().open_bucket()
         uploaded = read_marker(bucket, layout.uploaded_key)  # a damaged one is removed, and named
         if uploaded is None:
             self.input_is_bad(StaleStateError(f"s3://{bucket.name}/{layout.uploaded_key} could not be read"))
@@ -390,7 +391,7 @@ class ParquetDay(DayTask):
         return self.marker(self.parquet_layout().marker_key)
 
     def parquet_layout(self) -> ParquetLayout:
-        settings = self.settings()
+        settings = self.project_settings()
         return ParquetLayout(self.date, settings.prefix, settings.parquet_prefix)
 
     @classmethod
@@ -406,12 +407,12 @@ class ParquetDay(DayTask):
 
         layout = self.parquet_layout()
         progress = Progress(self)
-        bucket = self.settings().open_bucket()
+        bucket = self.project_settings().open_bucket()
         verified = self.requires().verified()
         if verified is None:  # removed as damaged since scheduling: verify the day again
             self.input_is_bad(StaleStateError(f"the verified marker of {self.day_label()} could not be read"))
         settings = parquet()
-        root = self.settings().staging_root
+        root = self.project_settings().staging_root
         # Hidden and not named like a day, so the status view does not take it for a failed export.
         work = Path(tempfile.mkdtemp(prefix=f".parquet-{self.date.isoformat()}-", dir=root))
         try:
@@ -432,7 +433,8 @@ class ParquetDay(DayTask):
 
 def _listed(cls: object, kind: str, dates: Iterable[dt.date]) -> list[dt.date]:
     """The dates with a marker of `kind`, from one listing of `_<kind>/` (1,000 keys a request)."""
-    name = str(getattr(cls, "keywords", {}).get("project", ""))  # a RangeDaily's of_params
+    keywords = cls.keywords if isinstance(cls, functools.partial) else {}  # a RangeDaily's of_params
+    name = str(keywords.get("project", ""))
     settings_checked(name)
     wanted = list(dates)
     settings = project(name)

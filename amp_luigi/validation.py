@@ -27,11 +27,15 @@ _AWKWARD = re.compile(r"[\x00-\x1f\x7f\\]")
 @dataclass(frozen=True)
 class Setting:
     """Where a user sets one value: a luigi.cfg option and, for some, an environment variable (only
-    that, for a project's keys: `section` and `option` empty)."""
+    that, for a project's keys: see env_only)."""
 
     section: str
     option: str
     env: str | None = None
+
+    @classmethod
+    def env_only(cls, env: str) -> Setting:
+        return cls("", "", env)
 
     def __str__(self) -> str:
         where = f"[{self.section}] {self.option}" if self.section else ""

@@ -141,6 +141,14 @@ def test_key_variables_follow_the_name() -> None:
             "[project.web]\nparquet_prefix = pq\n[project.ios]\nprefix = pq/dt=2024-03-01\n",
             "[project.ios] prefix = 'pq/dt=2024-03-01' and [project.web] parquet_prefix = 'pq' overlap",
         ),
+        (  # a Parquet location holds nothing but its own files
+            "[project.web]\nparquet_prefix = pq\n[project.ios]\nprefix = pq/ios\n",
+            "[project.ios] prefix = 'pq/ios' and [project.web] parquet_prefix = 'pq' overlap",
+        ),
+        (
+            "[project.web]\n[parquet]\nprefix = tables\n",
+            "[parquet] prefix = 'tables' is the unnamed project's",
+        ),
     ],
 )
 def test_what_a_project_section_may_not_say(
@@ -230,3 +238,54 @@ def test_a_projects_parquet_layer_lives_beside_its_own_prefix(configure: Configu
     assert layout.marker_key == "python_import/web/_parquet/2024-03-01.json"
     assert layout.hour_key(5) == "python_import/web_parquet/dt=2024-03-01/2024-03-01T05.parquet"
     assert ParquetDay(DAY, project="web").requires() == VerifyDay(DAY, project="web")
+
+
+def test_a_single_project_at_the_bucket_root_is_still_accepted(configure: Configure) -> None:
+    """As before projects: the raw prefix empty, the Parquet layer beside the markers."""
+    configure(BASE + "prefix =\n[amplitude]\napi_key = k\nsecret_key = s\n")
+    checked(exporting=True)
+    assert (project("").prefix, project("").parquet_prefix) == ("", "_parquet")
+
+
+def test_each_projects_staging_directory_is_made_before_any_request(
+    configure: Configure, keyed: None
+) -> None:
+    configure(BASE + "[project.web]\n")
+    checked("web", exporting=True)
+    assert project("web").staging_root.is_dir()
+
+
+def test_the_project_of_a_range_goes_in_project_not_of_params(configure: Configure, keyed: None) -> None:
+    configure(BASE + "[project.web]\n")
+    with pytest.raises(luigi.parameter.ParameterException, match="--project"):
+        ExportRange(start=DAY, of_params={"project": "web"})
+
+
+def test_a_refresh_belongs_to_its_project(
+    configure: Configure, keyed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(BASE + "[project.web]\n")
+    monkeypatch.setattr(VerifyDay, "bulk_complete", classmethod(lambda cls, dates: list(dates)))
+    now = int(dt.datetime(2024, 3, 10, 12, tzinfo=dt.timezone.utc).timestamp())
+    tasks = ExportRange(start=DAY, project="web", refresh_days=2, now=now).requires()
+    refreshes = [task for task in tasks if isinstance(task, RefreshDay)]
+    assert [(task.date, task.project) for task in refreshes] == [
+        (dt.date(2024, 3, 8), "web"),
+        (dt.date(2024, 3, 9), "web"),
+    ]
+    assert refreshes[0].resources == {"amp_refresh_web_2024-03-08": 1}
+    assert RefreshDay(DAY, as_of=dt.datetime(2024, 3, 10)).resources == {"amp_refresh_2024-03-01": 1}
+    assert refreshes[0].refreshed_stages()[-1] == VerifyDay(dt.date(2024, 3, 8), project="web")
+
+
+def test_athena_table_names_are_athena_names_and_never_shared(configure: Configure, keyed: None) -> None:
+    from amp_luigi.athena import statements
+
+    configure(BASE + "[project.web-prod]\n")
+    assert "`amplitude`.`events_web_prod_raw`" in statements("amplitude", "events")
+    configure(BASE + "[project.web]\n[project.web_raw]\n")
+    with pytest.raises(
+        ConfigError, match="Projects web and web_raw would both get the Athena table events_web_raw"
+    ):
+        statements("amplitude", "events")
+    assert "events_web_raw_raw" in statements("amplitude", "events", "web_raw")

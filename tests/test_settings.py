@@ -79,17 +79,24 @@ def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize(
-    ("call", "variable", "option"),
+    ("call", "variable", "option", "cfg"),
     [
-        (lambda: amplitude().credentials(), "AMP_API_KEY", "`api_key` in the [amplitude] section"),
-        (lambda: project("").client(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
-        (lambda: storage().bucket_name(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
-        (lambda: project("").open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section"),
+        (lambda: amplitude().credentials(), "AMP_API_KEY", "`api_key` in the [amplitude] section", ""),
+        (lambda: project("").client(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
+        (
+            lambda: project("").client(),
+            "AMP_API_KEY",
+            "`api_key` in the [amplitude] section",
+            "[storage]\nbucket = amp-bucket\n",
+        ),
+        (lambda: storage().bucket_name(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
+        (lambda: project("").open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
     ],
 )
 def test_a_missing_required_setting_names_the_variable_and_the_option(
-    configure: Configure, call: Callable[[], object], variable: str, option: str
+    configure: Configure, call: Callable[[], object], variable: str, option: str, cfg: str
 ) -> None:
+    configure(cfg)
     with pytest.raises(ConfigError) as raised:
         call()
     assert variable in str(raised.value)

@@ -140,7 +140,8 @@ class Emulator(_Events):
 
     Dataset settings (`project_id`, `seed`, `events_per_hour`, `padding_bytes`, ...) are the fields of
     `DatasetSpec`. The limits are plain attributes a test may change while the server runs; the
-    concurrency limit holds per project, like Amplitude's. The methods about events (`dataset`,
+    concurrency limit holds per project, like Amplitude's; the faults queued are the server's, taken
+    by whichever project's request matches first. The methods about events (`dataset`,
     `day_event_count`, ...) are the first project's.
     """
 

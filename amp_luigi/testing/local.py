@@ -56,6 +56,8 @@ def project_config(projects: tuple[str, ...] = ()) -> str:
     (luigid reads its caps from this file, not from the workers)."""
     repo_config = PACKAGE.parent / "luigi.cfg"
     text = repo_config.read_text(encoding="utf-8") if repo_config.exists() else luigi_defaults.as_cfg()
+    if projects and "[resources]\n" not in text:
+        raise ValueError("luigi.cfg has no [resources] section for the projects' export caps")
     caps = "".join(
         f"{luigi_defaults.export_resource(name)} = {luigi_defaults.EXPORT_CAP}\n" for name in projects
     )

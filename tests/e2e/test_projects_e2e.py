@@ -22,15 +22,17 @@ IOS_SECRET = "ios-SECRET-never-shown"
 
 @pytest.fixture
 def projects(workspace: Workspace, emulator: Emulator) -> tuple[EmulatedProject, EmulatedProject]:
-    """`web` (the emulator's first project) and `ios` (its own keys and events), named in luigi.cfg
-    with separate export caps; the unnamed project's keys are gone from the environment."""
+    """`web` (the emulator's first project) and `ios` (its own keys and events), named in luigi.cfg,
+    each with its own export URL (the shared one leads nowhere); the unnamed project's keys are gone
+    from the environment."""
     ios = emulator.add_project("ios-key", IOS_SECRET, project_id=4242, seed=7, events_per_hour=30)
     web = emulator.projects[0]
     workspace.env["AMP_WEB_API_KEY"] = workspace.env.pop("AMP_API_KEY")
     workspace.env["AMP_WEB_SECRET_KEY"] = workspace.env.pop("AMP_SECRET_KEY")
     workspace.env.update(AMP_IOS_API_KEY="ios-key", AMP_IOS_SECRET_KEY=IOS_SECRET)
-    workspace.configure("project.web")
-    workspace.configure("project.ios")
+    workspace.env["AMP_EXPORT_URL"] = "http://127.0.0.1:9/api/2/export"  # nothing listens on port 9
+    workspace.configure("project.web", url=emulator.url)
+    workspace.configure("project.ios", url=emulator.url)
     return web, ios
 
 
@@ -150,6 +152,15 @@ def test_one_project_alone_and_its_status(
     assert "0 done, 0 empty, 3 missing" in calendars["web"]
     assert f"`ExportRange --project web --start {DAYS[0]}` fills them" in calendars["web"]
 
+    only = workspace.amp_luigi(
+        "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--check", "--project", "ios"
+    )
+    assert only.returncode == 0, output(only)  # ios alone is complete
+    assert (
+        only.stdout.startswith(f"project ios, s3://{workspace.bucket}/{PREFIX}ios/")
+        and "project web" not in only.stdout
+    )
+
     metrics = workspace.amp_luigi(
         "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--metrics-file", "-"
     )
@@ -162,50 +173,95 @@ def test_one_project_alone_and_its_status(
     assert len(events) == 1 and 'project="ios"' in events[0] and f'prefix="{PREFIX}ios"' in events[0]
 
 
-# (id, task arguments, luigi.cfg sections beyond [project.web] and [project.ios], environment, message)
+DAY_ARGS = ["VerifyDay", "--date", DAY.isoformat()]
+RANGE_ARGS = [
+    "ExportRange",
+    "--start",
+    DAYS[0].isoformat(),
+    "--stop",
+    (DAYS[-1] + dt.timedelta(days=1)).isoformat(),
+]
+
+# (id, command, luigi.cfg sections beyond [project.web] and [project.ios], environment, message)
 WRONG: list[tuple[str, list[str], dict[str, dict[str, str]], dict[str, str], list[str]]] = [
-    ("unknown-project", ["--project", "iso"], {}, {}, ["Unknown project 'iso'", "[project.iso]", "web"]),
+    (
+        "unknown-project",
+        [*DAY_ARGS, "--project", "iso"],
+        {},
+        {},
+        ["Unknown project 'iso'", "[project.iso]", "web"],
+    ),
+    (
+        "range-unknown-project",
+        [*RANGE_ARGS, "--project", "iso"],
+        {},
+        {},
+        ["Unknown project 'iso'", "[project.iso]"],
+    ),
     (
         "no-credentials",
-        ["--project", "ios"],
+        [*DAY_ARGS, "--project", "ios"],
         {},
         {"AMP_IOS_API_KEY": "", "AMP_IOS_SECRET_KEY": ""},
         ["project ios has no credentials", "AMP_IOS_API_KEY and AMP_IOS_SECRET_KEY"],
     ),
+    # A range over every project checks every project's keys first, whichever sorts first.
+    ("range-no-keys-first", RANGE_ARGS, {}, {"AMP_IOS_API_KEY": ""}, ["project ios has no credentials"]),
+    ("range-no-keys-last", RANGE_ARGS, {}, {"AMP_WEB_SECRET_KEY": ""}, ["project web has no credentials"]),
     (
         "same-prefix",
-        ["--project", "web"],
+        [*DAY_ARGS, "--project", "web"],
         {"project.web": {"prefix": "shared"}, "project.ios": {"prefix": "shared/"}},
         {},
         ["[project.web] prefix = 'shared' and [project.ios] prefix = 'shared' overlap", "same keys"],
     ),
     (
         "inside-another-day",
-        ["--project", "web"],
+        [*DAY_ARGS, "--project", "web"],
         {"project.ios": {"prefix": "python_import/web/2024-03-01"}},
         {},
         ["[project.ios] prefix = 'python_import/web/2024-03-01'", "overlap"],
     ),
     (
         "unnamed-keys-beside-projects",
-        ["--project", "web"],
+        [*DAY_ARGS, "--project", "web"],
         {},
         {"AMP_API_KEY": "old-key", "AMP_SECRET_KEY": "old-secret"},
-        ["AMP_API_KEY (or [amplitude] api_key) is set", "[project.<name>]", "prefix = its old prefix"],
+        ["AMP_API_KEY or AMP_SECRET_KEY", "[project.<name>]", "prefix = its old prefix"],
     ),
-    ("no-project-given", [], {}, {}, ["luigi.cfg names projects (ios, web)", "pass --project"]),
-    ("bad-name", ["--project", "web"], {"project.Web_App": {}}, {}, ["'Web_App' is not a project name"]),
+    (
+        "unnamed-secret-left",
+        RANGE_ARGS,
+        {},
+        {"AMP_SECRET_KEY": "old-secret"},
+        ["AMP_API_KEY or AMP_SECRET_KEY"],
+    ),
+    (
+        "unnamed-parquet-prefix",
+        RANGE_ARGS,
+        {"parquet": {"prefix": "tables"}},
+        {},
+        ["[parquet] prefix = 'tables' is the unnamed project's", "parquet_prefix in the [project.<name>]"],
+    ),
+    ("no-project-given", DAY_ARGS, {}, {}, ["luigi.cfg names projects (ios, web)", "pass --project"]),
+    (
+        "bad-name",
+        [*DAY_ARGS, "--project", "web"],
+        {"project.Web_App": {}},
+        {},
+        ["'Web_App' is not a project name"],
+    ),
     (
         "option-in-section",
-        ["--project", "web"],
+        [*DAY_ARGS, "--project", "web"],
         {"project.web": {"api_key": "pasted-here"}},
         {},
         ["[project.web] api_key: not a project setting", "AMP_WEB_API_KEY"],
     ),
     (
         "region",
-        ["--project", "ios"],
-        {"project.ios": {"region": "mars"}},
+        [*DAY_ARGS, "--project", "ios"],
+        {"project.ios": {"url": "", "region": "mars"}},
         {},
         ["[project.ios] region", "'mars'"],
     ),
@@ -213,22 +269,21 @@ WRONG: list[tuple[str, list[str], dict[str, dict[str, str]], dict[str, str], lis
 
 
 @pytest.mark.parametrize(
-    ("args", "config", "env", "expected"), [c[1:] for c in WRONG], ids=[c[0] for c in WRONG]
+    ("command", "config", "env", "expected"), [c[1:] for c in WRONG], ids=[c[0] for c in WRONG]
 )
 def test_a_wrong_project_setting_stops_the_run_before_any_request(
     workspace: Workspace,
     emulator: Emulator,
     projects: tuple[EmulatedProject, EmulatedProject],
-    args: list[str],
+    command: list[str],
     config: dict[str, dict[str, str]],
     env: dict[str, str],
     expected: list[str],
 ) -> None:
     for section, options in config.items():
         workspace.configure(section, **options)
-    locks = str(workspace.path / "locks")
     run = workspace.luigi(
-        "VerifyDay", *args, "--date", DAY.isoformat(), "--local-scheduler", "--lock-pid-dir", locks, env=env
+        *command, "--local-scheduler", "--lock-pid-dir", str(workspace.path / "locks"), env=env
     )
     text = output(run)
     assert run.returncode == 35, text  # [retcode] scheduling_error
@@ -238,6 +293,21 @@ def test_a_wrong_project_setting_stops_the_run_before_any_request(
     assert emulator.requests == [] and workspace.keys() == {}
     for secret in (*SECRETS, IOS_SECRET, "pasted-here", "old-secret"):
         assert secret not in text
+
+
+def test_batches_of_a_long_range_hold_each_projects_days(
+    workspace: Workspace, emulator: Emulator, projects: tuple[EmulatedProject, EmulatedProject]
+) -> None:
+    """Over more than batch_days missing days each project's range yields its days in batches."""
+    web, ios = projects
+    run = workspace.luigi(
+        *RANGE_ARGS, "--batch-days", "1", "--workers", "2", "--local-scheduler",
+        "--lock-pid-dir", str(workspace.path / "locks"),
+    )  # fmt: skip
+    assert run.returncode == 0, output(run)[-4000:]
+    assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
+    assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
+    assert requests_of(emulator, web) == requests_of(emulator, ios) == len(DAYS)
 
 
 def test_an_existing_bucket_keeps_its_keys_when_its_project_is_named(
