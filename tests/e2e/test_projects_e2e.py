@@ -171,6 +171,11 @@ def test_one_project_alone_and_its_status(
         if line.startswith("amp_luigi_newest_verified_day_events{")
     ]
     assert len(events) == 1 and 'project="ios"' in events[0] and f'prefix="{PREFIX}ios"' in events[0]
+    assert 'project="web"' in metrics.stdout, "web's days are counted missing"
+    web_only = workspace.amp_luigi(
+        "status", "--start", DAYS[0].isoformat(), "--stop", stop, "--metrics-file", "-", "--project", "web"
+    )
+    assert 'project="web"' in web_only.stdout and 'project="ios"' not in web_only.stdout
 
 
 DAY_ARGS = ["VerifyDay", "--date", DAY.isoformat()]
