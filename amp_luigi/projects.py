@@ -199,6 +199,7 @@ def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
     loaded: dict[str, Project] = {}
 
     def load(each: str) -> None:
+        # The staging root checked here, per project (the unnamed one's is [staging] data_dir itself).
         loaded[each] = project(each)
         staging_dir(loaded[each].staging_root, Setting("staging", "data_dir", "AMP_DATA_DIR"))
 

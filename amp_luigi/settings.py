@@ -42,7 +42,6 @@ from amp_luigi.validation import (
     http_url,
     key_prefix,
     one_of,
-    staging_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -296,7 +295,6 @@ class staging(luigi.Config):
     def problems(self) -> list[str]:
         return failures(
             [
-                lambda: staging_dir(self.root(), Setting("staging", "data_dir", "AMP_DATA_DIR")),
                 lambda: at_least(self.max_inflate_ratio, 2, Setting("staging", "max_inflate_ratio")),
                 lambda: between(self.max_line_mib, 1, 1024, Setting("staging", "max_line_mib")),
             ]
