@@ -112,7 +112,7 @@ class ExportRange(ProjectTask, RangeDaily):
 
     def requires(self) -> list[luigi.Task]:
         if self.projects():
-            return list(self._projects)
+            return list(self.projects())
         fill: list[luigi.Task] = list(super().requires())
         if self.refresh_days <= 0:
             return fill
@@ -133,7 +133,7 @@ class ExportRange(ProjectTask, RangeDaily):
     def deps(self) -> list[luigi.Task]:
         """What the scheduler gets up front: every missing day for a short range, nothing otherwise."""
         if self.projects():
-            return list(self._projects)
+            return list(self.projects())
         if self.batch or len(self.requires()) > self.batch_days:
             return []
         return list(super().deps())
