@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "athena":
-        from amp_luigi import athena as athena_module
         from amp_luigi.errors import AmpLuigiError
+        from amp_luigi.query import athena as athena_module
 
         try:
             print(athena_module.statements(args.database, args.table, args.project), end="")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "sandbox":
-        from amp_luigi import sandbox as sandbox_module
+        from amp_luigi.commands import sandbox as sandbox_module
 
         if args.days < 1:
             parser.error("--days must be at least 1")
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             events_per_hour=args.events_per_hour,
             latency=args.latency,
         )
-    from amp_luigi import check as check_module
-    from amp_luigi import status as status_module
+    from amp_luigi.commands import check as check_module
+    from amp_luigi.commands import status as status_module
     from amp_luigi.errors import AmpLuigiError
 
     try:

@@ -374,7 +374,7 @@ class VerifyDay(DayTask):
 
 
 class ParquetDay(DayTask):
-    """Converts the verified day into typed Parquet under `<parquet prefix>/dt=<date>/` (amp_luigi.parquet).
+    """Converts the verified day into typed Parquet under `<parquet prefix>/dt=<date>/` (amp_luigi.query.parquet).
 
     Input: VerifyDay's marker and the objects it lists, read from S3, never staging, so any day ever
     verified converts, however old. Output: `_parquet/<date>.json` (rows, files, bytes, schema
@@ -403,7 +403,7 @@ class ParquetDay(DayTask):
         self.output().remove()
 
     def run(self) -> None:
-        from amp_luigi.parquet import Engine, convert_day  # DuckDB only where the layer is used
+        from amp_luigi.query.parquet import Engine, convert_day  # DuckDB only where the layer is used
 
         layout = self.parquet_layout()
         progress = Progress(self)

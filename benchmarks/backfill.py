@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/backfill.py                    # 8 days, 3 s of Amplitude latency each
     .venv/bin/python benchmarks/backfill.py --days 4 --latency 0.5   # a quick look
 
-Each configuration gets a fresh sandbox (`amp_luigi.sandbox`: the emulator in this process, a moto S3
+Each configuration gets a fresh sandbox (`amp_luigi.commands.sandbox`: the emulator in this process, a moto S3
 server in its own process, the project's luigi.cfg) and runs the real `luigi ... ExportRange` command once over the same
 days; the wall time is the command's, from start to exit. The emulator waits `--latency` seconds
 before each answer, as Amplitude does while it builds an export, which is what parallel days hide.
@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from amp_luigi.commands.sandbox import sandbox  # noqa: E402
 from amp_luigi.emulator import hours_between  # noqa: E402
-from amp_luigi.sandbox import sandbox  # noqa: E402
 
 FIRST_DAY = dt.date(2024, 3, 1)
 

@@ -3,7 +3,7 @@
 Both pipelines run as child processes from a venv installed as a user installs amp-luigi (`pip
 install .`, kept in the cache directory), not from the development venv: that one also holds moto,
 pytest and their dependencies, and Luigi imports one of them (jsonschema, ~80 ms) when it is there.
-Environments come from `amp_luigi.sandbox.deployment_environment`, as the sandbox and tests build
+Environments come from `amp_luigi.commands.sandbox.deployment_environment`, as the sandbox and tests build
 them, so the benchmark measures the configuration users run.
 """
 

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from amp_luigi import check, settings
+from amp_luigi import settings
+from amp_luigi.commands import check
 from amp_luigi.emulator import Emulator
 from tests.conftest import API_KEY, SECRETS, Workspace
 from tests.luigi_hooks import S3Faults, s3_faults

@@ -279,7 +279,7 @@ def test_a_refresh_belongs_to_its_project(
 
 
 def test_athena_table_names_are_athena_names_and_never_shared(configure: Configure, keyed: None) -> None:
-    from amp_luigi.athena import statements
+    from amp_luigi.query.athena import statements
 
     configure(BASE + "[project.web-prod]\n")
     assert "`amplitude`.`events_web_prod_raw`" in statements("amplitude", "events")

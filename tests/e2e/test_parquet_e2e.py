@@ -12,10 +12,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs
 import pytest
 
-from amp_luigi.athena import parquet_table
 from amp_luigi.layout import ParquetLayout
-from amp_luigi.parquet import Engine, SchemaMismatchError, convert_day
-from amp_luigi.parquet_schema import table_columns
+from amp_luigi.query.athena import parquet_table
+from amp_luigi.query.parquet import Engine, SchemaMismatchError, convert_day
+from amp_luigi.query.schema import table_columns
 from amp_luigi.records import DayRecord
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amp_luigi.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
+from amp_luigi.commands.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 
 NEWEST_DAYS = 7
 STATES = {DONE: "done", EMPTY: "empty", MISSING: "missing", FAILED: "failed", NOT_YET: "not_yet"}

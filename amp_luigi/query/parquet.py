@@ -3,7 +3,7 @@
 The conversion reads S3 only (the objects the verified marker lists), never staging, so any day
 VerifyDay ever verified converts, however long ago. Per hour it downloads that hour's objects into
 a temporary directory, lets DuckDB turn them into one zstd Parquet file (typed by
-parquet_schema.COLUMNS, every other field kept in `extra_fields`), uploads it under a deterministic
+schema.COLUMNS, every other field kept in `extra_fields`), uploads it under a deterministic
 key with its CRC32 and removes the hour's files: memory is bounded by DuckDB's memory_limit, disk by
 one hour of NDJSON plus its Parquet. Afterwards strays under the day's partition are deleted, and
 each file's row count is read back from its footer in S3 and compared with the verified events.
@@ -28,7 +28,7 @@ from typing import Any
 from amp_luigi import checksum
 from amp_luigi.errors import ConfigError, FatalError, VerificationError
 from amp_luigi.layout import ParquetLayout
-from amp_luigi.parquet_schema import COLUMNS, EXTRA, SCHEMA_VERSION, Column
+from amp_luigi.query.schema import COLUMNS, EXTRA, SCHEMA_VERSION, Column
 from amp_luigi.records import ExpectedObject, ParquetFile, ParquetRecord
 from amp_luigi.s3 import Bucket
 from amp_luigi.verify import differences

@@ -2,7 +2,7 @@
 
 Both tables use partition projection on `dt` (a date from [amplitude] first_date to NOW), so Athena
 needs no `MSCK REPAIR` or crawler and reads only the partitions a query names. Their columns come
-from parquet_schema.COLUMNS, the list the converter writes, so the DDL cannot drift from the files.
+from schema.COLUMNS, the list the converter writes, so the DDL cannot drift from the files.
 The raw NDJSON table reads `<prefix>/<YYYY-MM-DD>/` with the OpenX JSON SerDe (which maps
 `$insert_id` and `$schema` to legal column names); the markers (`_verified/` ...) are outside both
 templates, so no table reads them.
@@ -14,7 +14,7 @@ import datetime as dt
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.layout import join_key, parquet_location_template, raw_location_template
-from amp_luigi.parquet_schema import COLUMNS, PARTITION, SCHEMA_VERSION, Column, table_columns
+from amp_luigi.query.schema import COLUMNS, PARTITION, SCHEMA_VERSION, Column, table_columns
 
 
 def _columns(columns: tuple[Column, ...]) -> str:

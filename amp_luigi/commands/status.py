@@ -208,7 +208,7 @@ def main(
         labels = {"bucket": bucket.name, "prefix": settings.prefix, **({"project": name} if name else {})}
         calendars.append((settings, labels, days))
     if metrics_file is not None:
-        from amp_luigi import metrics
+        from amp_luigi.commands import metrics
 
         text = metrics.render([metrics.Target(labels, days) for _, labels, days in calendars], now_utc)
         if metrics_file == "-":
