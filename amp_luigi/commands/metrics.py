@@ -3,7 +3,7 @@ collector.
 
     python -m amp_luigi status --start 2024-01-01 --metrics-file /var/lib/node_exporter/textfile/amp_luigi.prom
 
-The numbers are the status view's (`status.collect`: one listing of each marker directory and one GET
+The numbers are the status view's (`days.collect`: one listing of each marker directory and one GET
 per verified day), so a probe costs the same few requests whatever the range. Every series carries
 the labels of the export it describes (`bucket`, `prefix`); when several Amplitude projects are
 exported, each is one more `Target` with its own labels and the rules below work per project.
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amp_luigi.commands.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
+from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 
 NEWEST_DAYS = 7
 STATES = {DONE: "done", EMPTY: "empty", MISSING: "missing", FAILED: "failed", NOT_YET: "not_yet"}

@@ -3,10 +3,7 @@
     python -m amp_luigi status --start 2024-03-01 --stop 2024-04-01
 
 It reads the same settings as the `luigi` command (luigi.cfg in the working directory, the
-environment, `.env`) and asks S3 a bounded number of questions whatever the range: one listing of
-`_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified day in the range
-for its counts, several at a time. Data objects are never listed. The staging directory is looked
-at too, since a day that failed before its upload left nothing in S3.
+environment, `.env`) and asks S3 a bounded number of questions whatever the range (amp_luigi.commands.days).
 """
 
 from __future__ import annotations
@@ -14,37 +11,24 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, collect
 from amp_luigi.hours import last_available_day
-from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
-from amp_luigi.records import read_marker
-from amp_luigi.s3 import Bucket
 
-DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 CELL = 17
 
 
-@dataclass(frozen=True)
-class DayStatus:
-    date: dt.date
-    state: str
-    events: int = 0
-    objects: int = 0
-    reason: str = ""
-    verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
-    parquet: bool | None = None  # None: the Parquet layer is not shown
-
-    def cell(self) -> str:
-        if self.state == DONE:
-            text = f"{self.date.day:02d} {_short(self.events)}/{self.objects}"
-            text += " pq" if self.parquet else ""
-        else:
-            text = f"{self.date.day:02d} {self.state}"
-        return text[: CELL - 1].ljust(CELL)
+def _cell(day: DayStatus) -> str:
+    """`DD events/objects` for a verified day with data, `DD state` for any other."""
+    if day.state == DONE:
+        text = f"{day.date.day:02d} {_short(day.events)}/{day.objects}"
+        text += " pq" if day.parquet else ""
+    else:
+        text = f"{day.date.day:02d} {day.state}"
+    return text[: CELL - 1].ljust(CELL)
 
 
 def _short(count: int) -> str:
@@ -52,73 +36,6 @@ def _short(count: int) -> str:
         if count >= size:
             return f"{count / size:.3g}{unit}"
     return str(count)
-
-
-def _days(start: dt.date, stop: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
-
-
-def collect(
-    bucket: Bucket,
-    prefix: str,
-    staging_root: Path,
-    start: dt.date,
-    stop: dt.date,
-    newest: dt.date,
-    parquet: bool = False,
-) -> list[DayStatus]:
-    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
-
-    With `parquet`, one more listing (`_parquet/`) says which done days are converted too.
-    """
-    verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
-    uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
-    staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
-    days = _days(start, stop)
-    wanted = [day for day in days if day in verified]
-    markers = dict(
-        zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
-    )
-    converted = (
-        {marker_date(key) for key in bucket.listing(marker_prefix(prefix, PARQUET_DIR))} if parquet else None
-    )
-    result = []
-    for day in days:
-        record = markers.get(day)
-        if record is not None:
-            objects, events = len(record.objects), record.events
-            in_parquet = None if converted is None else day in converted
-            result.append(
-                DayStatus(
-                    day,
-                    DONE if objects else EMPTY,
-                    events,
-                    objects,
-                    verified_at=record.verified_at.replace(tzinfo=dt.timezone.utc)
-                    if record.verified_at
-                    else None,
-                    parquet=in_parquet,
-                )
-            )
-        elif day in markers or day in uploaded or day in staged:
-            why = [
-                *(["a damaged _verified marker, now removed"] if day in markers else []),
-                *(["an _uploaded marker without a _verified one"] if day in uploaded else []),
-                *(["a staging directory left behind"] if day in staged else []),
-            ]
-            result.append(DayStatus(day, FAILED, reason=" and ".join(why)))
-        elif day > newest:
-            result.append(DayStatus(day, NOT_YET))
-        else:
-            result.append(DayStatus(day, MISSING))
-    return result
-
-
-def _date(name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None
 
 
 def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRange") -> None:
@@ -135,7 +52,7 @@ def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRa
     monday = first - dt.timedelta(days=first.weekday())
     while monday <= last:
         cells = [
-            by_date[date].cell() if date in by_date else " " * CELL
+            _cell(by_date[date]) if date in by_date else " " * CELL
             for date in (monday + dt.timedelta(days=n) for n in range(7))
         ]
         print(f"{monday:%Y-%m-%d}  " + "".join(cells).rstrip(), file=out)

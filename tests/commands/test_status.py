@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from amp_luigi.commands.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
+from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client
 from tests.conftest import SECRETS, Workspace

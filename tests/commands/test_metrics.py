@@ -17,8 +17,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from amp_luigi.commands import metrics
+from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 from amp_luigi.commands.metrics import Target, render, write_atomic
-from amp_luigi.commands.status import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
 from tests.conftest import REPO, SECRETS, Workspace
 from tests.expect import setup_days
 from tests.operations_doc import DOC, example

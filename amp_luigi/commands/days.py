@@ -1,0 +1,100 @@
+"""Each day's state, read from the S3 markers and the staging directory: what `status` draws as a
+calendar and `--metrics-file` writes as Prometheus gauges, in one bounded set of requests.
+
+One listing of `_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified
+day in the range for its counts, several at a time; with the Parquet layer one more listing. Data
+objects are never listed. The staging directory is looked at too, since a day that failed before
+its upload left nothing in S3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.records import read_marker
+from amp_luigi.s3 import Bucket
+
+DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    """One day of a project as its markers and staging show it."""
+
+    date: dt.date
+    state: str
+    events: int = 0
+    objects: int = 0
+    reason: str = ""
+    verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
+    parquet: bool | None = None  # None: the Parquet layer is not shown
+
+
+def days_between(start: dt.date, stop: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
+
+
+def collect(
+    bucket: Bucket,
+    prefix: str,
+    staging_root: Path,
+    start: dt.date,
+    stop: dt.date,
+    newest: dt.date,
+    parquet: bool = False,
+) -> list[DayStatus]:
+    """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
+
+    With `parquet`, one more listing (`_parquet/`) says which done days are converted too.
+    """
+    verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
+    uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
+    staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
+    days = days_between(start, stop)
+    wanted = [day for day in days if day in verified]
+    markers = dict(
+        zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
+    )
+    converted = (
+        {marker_date(key) for key in bucket.listing(marker_prefix(prefix, PARQUET_DIR))} if parquet else None
+    )
+    result = []
+    for day in days:
+        record = markers.get(day)
+        if record is not None:
+            objects, events = len(record.objects), record.events
+            in_parquet = None if converted is None else day in converted
+            result.append(
+                DayStatus(
+                    day,
+                    DONE if objects else EMPTY,
+                    events,
+                    objects,
+                    verified_at=record.verified_at.replace(tzinfo=dt.timezone.utc)
+                    if record.verified_at
+                    else None,
+                    parquet=in_parquet,
+                )
+            )
+        elif day in markers or day in uploaded or day in staged:
+            why = [
+                *(["a damaged _verified marker, now removed"] if day in markers else []),
+                *(["an _uploaded marker without a _verified one"] if day in uploaded else []),
+                *(["a staging directory left behind"] if day in staged else []),
+            ]
+            result.append(DayStatus(day, FAILED, reason=" and ".join(why)))
+        elif day > newest:
+            result.append(DayStatus(day, NOT_YET))
+        else:
+            result.append(DayStatus(day, MISSING))
+    return result
+
+
+def _date(name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
