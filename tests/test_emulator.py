@@ -341,6 +341,35 @@ def test_slow_first_byte_does_not_block_other_requests(emulator: Emulator) -> No
         assert slow.result().status_code == 200
 
 
+def test_a_gate_holds_a_request_until_released_while_others_are_answered(emulator: Emulator) -> None:
+    gate = emulator.gate(match=("20240301T05", "20240301T05"))
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(export, emulator, "20240301T05", "20240301T05")
+        assert gate.wait_held(1)
+        assert emulator.in_flight == 1, "a held request keeps its concurrency slot"
+        assert export(emulator, "20240301T06", "20240301T06").status_code == 200
+        assert [record.start for record in emulator.requests] == ["20240301T06"]
+        assert not held.done()
+        gate.release()
+        assert held.result(timeout=30).status_code == 200
+    assert export(emulator, "20240301T05", "20240301T05").status_code == 200, "times=1: held once"
+    assert gate.held == 1
+    assert [record.status for record in emulator.requests] == [200, 200, 200]
+
+
+def test_stopping_the_emulator_releases_a_held_request() -> None:
+    emulator = Emulator(KEY, SECRET).start()
+    gate = emulator.gate()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(export, emulator, "20240301T05", "20240301T05")
+        try:
+            assert gate.wait_held(1)
+        finally:
+            emulator.stop()
+        # Its server thread goes on and answers on the connection it holds: nothing is left waiting.
+        assert held.result(timeout=30).status_code == 200
+
+
 def test_status_and_rate_limit_faults(emulator: Emulator) -> None:
     emulator.add_fault("status", status=503, headers={"Retry-After": "7"}, body="try later")
     emulator.add_fault("rate_limit", retry_after=3)

@@ -18,7 +18,7 @@ from amp_luigi.emulator.events import (
     parse_hour,
 )
 from amp_luigi.emulator.faults import KINDS as FAULT_KINDS
-from amp_luigi.emulator.faults import Fault
+from amp_luigi.emulator.faults import Fault, Gate
 from amp_luigi.emulator.server import EXPORT_PATH, EmulatedProject, Emulator, RequestRecord
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "EmulatedProject",
     "Emulator",
     "Fault",
+    "Gate",
     "HourArchive",
     "RequestRecord",
     "hour_event_count",

@@ -12,6 +12,10 @@ first rule that matches its range and still has uses left. The kinds:
   `bad_gzip_crc`, `non_json_line`, `evil_name` (`../../evil.json.gz`), `absolute_name`
   (`/tmp/evil.json.gz`), `symlink_member`, `gzip_bomb` (`size=2 GiB` of `fill=b" "` from ~2 MiB) and
   `zip_crc` (member data that fails the zip's CRC-32).
+
+A `Gate` (`Emulator.gate(times=1, match=None)`) is not a fault: the answer is the usual one, only held
+back until the test releases it, so a test can look at the client while a request is known to be in
+progress (a task RUNNING in luigid, its status message) instead of guessing a latency long enough.
 """
 
 from __future__ import annotations
@@ -91,6 +95,45 @@ class FaultQueue:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+
+
+class Gate:
+    """Where the emulator holds requests until the test releases them.
+
+    Each request the gate matches (the first `times` of them; None: every one) waits here after it
+    took its project's concurrency slot and before its answer is made; `wait_held` returns once
+    `count` requests have arrived. `release()` lets them go on and opens the gate for good, so no
+    later request waits; stopping the emulator releases every gate, so no server thread is left waiting.
+    """
+
+    def __init__(self, times: int | None = 1, match: Match = None) -> None:
+        self._rule = Fault("gate", times, match)
+        self._changed = threading.Condition()
+        self._open = False
+        self.held = 0  # requests that have waited here, released or not
+
+    def wait_held(self, count: int = 1, timeout: float = 60.0) -> bool:
+        """Block until `count` requests have reached the gate; False if `timeout` seconds pass first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.held >= count, timeout)
+
+    def release(self) -> None:
+        """Let the held requests go on, and every later one pass."""
+        with self._changed:
+            self._open = True
+            self._changed.notify_all()
+
+    def hold(self, start: datetime, end: datetime) -> bool:
+        """The server's side: wait here until released if the gate takes this request; whether it did."""
+        with self._changed:
+            if self._open or self._rule.times == 0 or not self._rule.matches(start, end):
+                return False
+            if self._rule.times is not None:
+                self._rule.times -= 1
+            self.held += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._open)
+            return True
 
 
 def write_faulty_zip(fault: Fault, out: IO[bytes], members: list[tuple[str, bytes]], spare_name: str) -> None:

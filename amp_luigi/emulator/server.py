@@ -39,7 +39,7 @@ from amp_luigi.emulator.events import (
     member_name,
     parse_hour,
 )
-from amp_luigi.emulator.faults import ARCHIVE_KINDS, Fault, FaultQueue, Match, write_faulty_zip
+from amp_luigi.emulator.faults import ARCHIVE_KINDS, Fault, FaultQueue, Gate, Match, write_faulty_zip
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ class Emulator(_Events):
         self.max_range_hours_before_timeout = max_range_hours_before_timeout
         self.forbidden = forbidden
         self.faults = FaultQueue()
+        self._gates: list[Gate] = []
         self._records: list[RequestRecord] = []
         self._in_flight = 0
         self._peak_in_flight = 0
@@ -220,6 +221,8 @@ class Emulator(_Events):
 
     def stop(self) -> None:
         self._stopping.set()  # wakes requests waiting out a latency
+        for gate in self._current_gates():
+            gate.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -245,6 +248,18 @@ class Emulator(_Events):
     def add_fault(self, kind: str, times: int | None = 1, match: Match = None, **opts: Any) -> Fault:
         """Queue a fault for the next `times` matching requests (None: all); see `faults` for kinds."""
         return self.faults.add(kind, times, match, **opts)
+
+    def gate(self, times: int | None = 1, match: Match = None) -> Gate:
+        """Hold the next `times` matching requests (None: all) until the test calls `release()` on the
+        gate returned; `gate.wait_held()` returns once one is held (see faults.Gate)."""
+        gate = Gate(times, match)
+        with self._flight:
+            self._gates.append(gate)
+        return gate
+
+    def _current_gates(self) -> list[Gate]:
+        with self._flight:
+            return list(self._gates)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -325,6 +340,8 @@ class Emulator(_Events):
             # Amplitude allows a handful of concurrent exports per project and refuses the rest.
             retry = {"Retry-After": str(self.retry_after_seconds)}
             return self._send(exchange, _text(429, "Too many concurrent requests", **retry))
+        for gate in self._current_gates():
+            gate.hold(start, end)
         fault = self.faults.take(start, end)
         record.fault = fault.kind if fault else None
         self._stopping.wait(self.latency_seconds)
