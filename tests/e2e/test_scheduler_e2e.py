@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from amp_luigi.testing.local import Luigid, clean_environment
 from tests.conftest import DAY, LUIGI, REPO, SECRETS, Workspace
+from tests.expect import poll
 
 FAMILIES = {"ExportDay", "ExtractDay", "UploadDay", "VerifyDay"}
 
@@ -46,7 +46,12 @@ def start(workspace: Workspace, luigid: Luigid, *args: str) -> subprocess.Popen[
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung run must not outlive the test
+        process.communicate()
+        raise
     return process.returncode, output
 
 
@@ -57,20 +62,28 @@ def tasks(luigid: Luigid, status: str) -> dict[str, dict]:
 def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
     workspace: Workspace, emulator, luigid: Luigid
 ) -> None:
-    emulator.latency_seconds = 1.5  # Amplitude thinking before the first byte: catch ExportDay running
+    # Amplitude thinking before the first byte: the first day's export is held until the test has
+    # looked at luigid, where ExportDay must show as running and say what it waits for.
+    gate = emulator.gate(match=DAY)
     stop = DAY + dt.timedelta(days=2)
     process = start(
         workspace, luigid, "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "2"
     )
-    seen_running: dict[str, set[str]] = {}
-    while process.poll() is None:
-        for task in tasks(luigid, "RUNNING").values():
-            if task["status_message"]:
-                seen_running.setdefault(task["name"], set()).add(task["status_message"])
-        time.sleep(0.05)
-    code, output = finish(process)
+    try:
+        poll(lambda: gate.held, "ExportDay to ask Amplitude for the first day", process)
+        # The worker sends its status message to luigid before the request, so it is there by now.
+        running = [
+            task
+            for task in tasks(luigid, "RUNNING").values()
+            if task["name"] == "ExportDay" and task["params"]["date"] == str(DAY)
+        ]
+        assert len(running) == 1, tasks(luigid, "RUNNING")
+        assert running[0]["status_message"] == f"requesting {DAY} from Amplitude, waiting for the first byte"
+        assert running[0]["progress_percentage"] == 0
+    finally:
+        gate.release()
+        code, output = finish(process)
     assert code == 0, output
-    assert any("from Amplitude" in message for message in seen_running.get("ExportDay", ())), seen_running
 
     done = tasks(luigid, "DONE")
     assert {task["name"] for task in done.values()} == FAMILIES | {"ExportRange"}
@@ -121,13 +134,16 @@ def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
 def test_overlapping_runs_of_one_day_export_it_once_and_both_exit_0(
     workspace: Workspace, emulator, luigid: Luigid
 ) -> None:
-    emulator.latency_seconds = 3  # the first run holds the export while the second one starts
+    gate = emulator.gate()  # the first run's export is held until the second run has ended
     first = start(workspace, luigid, "VerifyDay", "--date", str(DAY))
-    assert emulator.wait_in_flight(1, timeout=30)
-    # A different command line: Luigi's pid lock would refuse an identical one outright.
-    second = start(workspace, luigid, "VerifyDay", "--date", str(DAY), "--workers", "2")
-    second_code, second_output = finish(second)
-    first_code, first_output = finish(first)
+    try:
+        poll(lambda: gate.held, "the first run to ask Amplitude for the day", first)
+        # A different command line: Luigi's pid lock would refuse an identical one outright.
+        second = start(workspace, luigid, "VerifyDay", "--date", str(DAY), "--workers", "2")
+        second_code, second_output = finish(second)
+    finally:
+        gate.release()
+        first_code, first_output = finish(first)
     assert first_code == 0, first_output
     assert second_code == 0, second_output
     assert "were being run by another worker" in second_output
