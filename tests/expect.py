@@ -11,17 +11,19 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from amp_luigi.emulator import EmulatedProject, Emulator
+from amp_luigi.emulator import EmulatedProject, Emulator, Gate
 from amp_luigi.hours import HourRange
 from tests.conftest import DAY, SECRETS, Workspace, crc32_of
 
 PREFIX = "python_import/"
 POLL_DEADLINE = 60.0
+R = TypeVar("R")
 
 
 def data_prefix(day: dt.date, prefix: str = PREFIX) -> str:
@@ -133,6 +135,19 @@ def poll(condition: Callable[[], Any], what: str, process: subprocess.Popen[str]
             pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
         time.sleep(0.005)  # a poll interval, not a wait for something to happen
     pytest.fail(f"timed out waiting for {what}")
+
+
+def run_holding(gate: Gate, count: int, run: Callable[[], R]) -> R:
+    """`run()` (a blocking `luigi` command) in a thread while `gate` holds requests, released once
+    `count` of them are held, so that many were in flight at once, whatever the machine's load; or
+    once the run ends without them. What `run` returned; the test then checks `gate.held`."""
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run)
+        try:
+            poll(lambda: gate.held >= count or running.done(), f"{count} requests held at once")
+        finally:
+            gate.release()
+        return running.result()
 
 
 def write_marker(workspace: Workspace, kind: str, day: str, objects: int, events: int) -> None:

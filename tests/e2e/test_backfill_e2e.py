@@ -6,17 +6,23 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.conftest import DAY, Workspace
+from tests.expect import run_holding
 
 SIX_DAYS = [DAY + dt.timedelta(days=n) for n in range(6)]
 
 
 def test_more_workers_never_exceed_the_amplitude_export_resource(workspace: Workspace, emulator) -> None:
-    emulator.latency_seconds = 0.5  # each export holds its slot long enough for the others to pile up
+    gate = emulator.gate(times=2)  # the first two exports are held until both are in flight
     stop = SIX_DAYS[-1] + dt.timedelta(days=1)
-    run = workspace.luigi(
-        "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "4", "--local-scheduler"
+    run = run_holding(
+        gate,
+        2,
+        lambda: workspace.luigi(
+            "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "4", "--local-scheduler"
+        ),
     )
     assert run.returncode == 0, run.stderr
+    assert gate.held == 2, "two days' exports were in flight at once"
     days = sorted(record.start for record in emulator.requests)
     assert days == [f"{day:%Y%m%d}T00" for day in SIX_DAYS]
     assert {record.status for record in emulator.requests} == {200}  # no 429
@@ -29,12 +35,17 @@ def test_more_workers_never_exceed_the_amplitude_export_resource(workspace: Work
 
 def test_a_raised_cap_lets_more_exports_run_at_once(workspace: Workspace, emulator) -> None:
     workspace.configure("resources", amplitude_export=4)
-    emulator.latency_seconds = 0.5
+    gate = emulator.gate(times=4)
     stop = SIX_DAYS[-1] + dt.timedelta(days=1)
-    run = workspace.luigi(
-        "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "6", "--local-scheduler"
+    run = run_holding(
+        gate,
+        4,
+        lambda: workspace.luigi(
+            "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "6", "--local-scheduler"
+        ),
     )
     assert run.returncode == 0, run.stderr
+    assert gate.held == 4
     assert emulator.peak_in_flight == 4
 
 

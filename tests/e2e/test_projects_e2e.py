@@ -14,7 +14,7 @@ import pytest
 from amp_luigi.emulator import EmulatedProject, Emulator
 from amp_luigi.testing.local import Luigid, clean_environment, project_config
 from tests.conftest import DAY, SECRETS, Workspace
-from tests.expect import PREFIX, assert_days_exact, output
+from tests.expect import PREFIX, assert_days_exact, output, run_holding
 
 DAYS = [DAY + dt.timedelta(days=n) for n in range(3)]
 IOS_SECRET = "ios-SECRET-never-shown"
@@ -72,9 +72,11 @@ def test_two_projects_land_apart_with_their_own_task_ids_and_caps(
     luigid: Luigid,
 ) -> None:
     web, ios = projects
-    emulator.latency_seconds = 1.0  # each export holds its slot long enough for the caps to show
-    run = export_range(workspace, luigid)
+    # The first three exports are held until all three are in flight: as many as the caps allow.
+    gate = emulator.gate(times=3)
+    run = run_holding(gate, 3, lambda: export_range(workspace, luigid))
     assert run.returncode == 0, output(run)[-4000:]
+    assert gate.held == 3
     for secret in (*SECRETS, IOS_SECRET):
         assert secret not in output(run)
 
