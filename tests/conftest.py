@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import hypothesis
 import luigi
 import pytest
 from moto import mock_aws
@@ -38,6 +39,10 @@ from amp_luigi.testing.s3servers import server as s3_server
 
 # Tests talk to 127.0.0.1 only: never let botocore look for credentials at the EC2 metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Property tests: the same examples on every run, so a run is deterministic while the search stays broad;
+# no per-example deadline on a machine shared with other work. Each test sets its own max_examples.
+hypothesis.settings.register_profile("amp-luigi", derandomize=True, deadline=None)
+hypothesis.settings.load_profile("amp-luigi")
 
 REPO = Path(__file__).resolve().parent.parent
 LUIGI = str(Path(sys.executable).with_name("luigi"))
