@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amp_luigi.hours import HOUR, HourRange, available_after, last_available_day
 
@@ -85,3 +88,49 @@ def test_last_available_day_agrees_with_available_after(
     assert last_available_day(now, lag) == newest
     assert available_after(newest, lag) <= now
     assert available_after(newest + dt.timedelta(days=1), lag) > now
+
+
+# Properties: any day, any sequence of halvings, any range (hypothesis).
+
+days = st.dates(min_value=dt.date(2012, 1, 1), max_value=dt.date(2100, 12, 31))
+
+
+@settings(max_examples=40)
+@given(day=days, choices=st.lists(st.integers(0, 10_000), max_size=40))
+def test_any_sequence_of_halvings_covers_every_hour_of_the_day_exactly_once(
+    day: dt.date, choices: list[int]
+) -> None:
+    parts = [HourRange.day(day)]
+    for choice in choices:
+        splittable = [part for part in parts if part.hours > 1]
+        if not splittable:
+            break
+        part = splittable[choice % len(splittable)]
+        index = parts.index(part)
+        parts[index : index + 1] = list(part.halves())
+    covered = [part.start + i * HOUR for part in parts for i in range(part.hours)]
+    start = dt.datetime.combine(day, dt.time())
+    assert covered == [start + i * HOUR for i in range(24)], "every hour once, in order"
+    for earlier, later in itertools.pairwise(parts):
+        assert earlier.end < later.start, "inclusive ends never overlap"
+        assert later.start - earlier.end == HOUR, "and leave no gap"
+    assert sum(part.hours for part in parts) == 24
+
+
+@settings(max_examples=40)
+@given(
+    start=st.datetimes(min_value=dt.datetime(2012, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+    hours=st.integers(1, 24 * 40),
+)
+def test_a_range_round_trips_through_its_query_and_halves_exactly(start: dt.datetime, hours: int) -> None:
+    start = start.replace(minute=0, second=0, microsecond=0)
+    hour_range = HourRange(start, start + (hours - 1) * HOUR)
+    query = hour_range.query()
+    parsed = HourRange(*(dt.datetime.strptime(query[end], "%Y%m%dT%H") for end in ("start", "end")))
+    assert parsed == hour_range
+    assert hour_range.label() == f"{query['start']}-{query['end']}"
+    if hours > 1:
+        first, second = hour_range.halves()
+        assert (first.start, second.end) == (hour_range.start, hour_range.end)
+        assert first.end + HOUR == second.start
+        assert abs(first.hours - second.hours) <= 1
