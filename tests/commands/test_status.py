@@ -1,59 +1,11 @@
-"""The status view: states and counts from the markers, a calendar, and a bounded number of requests."""
+"""The status command: the calendar it prints from the days' states (commands/days.py), and a missing setting named."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, collect
-from amp_luigi.s3 import Bucket
-from amp_luigi.testing.local import s3_client
 from tests.conftest import SECRETS, Workspace
 from tests.expect import setup_days
-
-
-class CountingClient:
-    """A boto3 client that counts the calls made through it."""
-
-    def __init__(self, client: object) -> None:
-        self.client = client
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> object:
-        method = getattr(self.client, name)
-
-        def call(*args: object, **kwargs: object) -> object:
-            self.calls.append(name)
-            return method(*args, **kwargs)
-
-        return call
-
-
-def test_states_and_counts_come_from_the_markers_in_a_bounded_number_of_requests(
-    workspace: Workspace, moto_endpoint: str
-) -> None:
-    setup_days(workspace)
-    client = CountingClient(s3_client(workspace.env))
-    days = collect(
-        Bucket(client, workspace.bucket),
-        "python_import",
-        workspace.data_dir,
-        dt.date(2024, 3, 1),
-        dt.date(2024, 3, 8),
-        newest=dt.date(2024, 3, 6),
-    )
-    assert [(day.date.day, day.state, day.events, day.objects) for day in days] == [
-        (1, DONE, 4956, 22),
-        (2, EMPTY, 0, 0),
-        (3, FAILED, 0, 0),
-        (4, FAILED, 0, 0),
-        (5, MISSING, 0, 0),
-        (6, MISSING, 0, 0),
-        (7, NOT_YET, 0, 0),
-    ]
-    assert "_uploaded marker" in days[2].reason and "staging" in days[3].reason
-    # Two listings, then one read per verified day in the range: never the data objects.
-    assert sorted(client.calls) == ["get_object", "get_object", "list_objects_v2", "list_objects_v2"]
 
 
 def test_status_command_prints_a_calendar(workspace: Workspace) -> None:
