@@ -13,9 +13,7 @@ import pyarrow.fs
 import pytest
 
 from amp_luigi.layout import ParquetLayout
-from amp_luigi.query.athena import parquet_table
 from amp_luigi.query.parquet import Engine, SchemaMismatchError, convert_day
-from amp_luigi.query.schema import table_columns
 from amp_luigi.records import DayRecord
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client
@@ -148,19 +146,6 @@ def test_unknown_fields_are_kept_strays_removed_and_a_bad_line_fails_naming_it(
         match=rf"{target.key}, line 2: field 'session_id' \(BIGINT\) holds \"not-a-number\"",
     ):
         convert_day(bucket, layout, objects, Engine(), tmp_path / "work2")
-
-
-def test_the_ddl_columns_are_the_parquet_columns(workspace: Workspace, tmp_path: Path) -> None:
-    run_parquet_day(workspace)
-    key = next(iter(workspace.keys(PARQUET)))
-    (tmp_path / "f.parquet").write_bytes(workspace.read(key))
-    described = duckdb.connect().execute(f"DESCRIBE SELECT * FROM '{tmp_path / 'f.parquet'}'").fetchall()
-    assert [row[0] for row in described] == [column.name for column in table_columns()]
-    ddl = parquet_table("b", "python_import_parquet", DAY, "`db`.`events`")
-    body = ddl.split("(\n", 1)[1].split("\n)", 1)[0]
-    assert [line.split("`")[1] for line in body.splitlines()] == [row[0] for row in described]
-    assert "'storage.location.template' = 's3://b/python_import_parquet/dt=${dt}/'" in ddl
-    assert "'projection.dt.range' = '2024-03-01,NOW'" in ddl
 
 
 def test_export_range_with_parquet_enabled_converts_and_status_and_athena_show_it(
