@@ -1,4 +1,5 @@
-"""The README's first command: `python -m amp_luigi sandbox`, run as a user would."""
+"""The sandbox command (commands/sandbox.py), the README's first command: `python -m amp_luigi sandbox`,
+run as a user would."""
 
 from __future__ import annotations
 
