@@ -28,7 +28,7 @@ from typing import Any
 import botocore.awsrequest
 
 import amp_luigi  # noqa: F401 - registers the tasks for the luigi command
-from amp_luigi import members, s3, settings, tasks
+from amp_luigi import aws, members, s3, tasks
 
 _lock = threading.Lock()
 _counts: collections.Counter[str] = collections.Counter()
@@ -78,8 +78,8 @@ class S3Faults:
 
 
 def s3_faults(faults: S3Faults) -> Callable[..., Any]:
-    """A replacement for amp_luigi.settings._aws whose sessions answer through `faults`."""
-    original = settings._aws
+    """A replacement for amp_luigi.aws.session_and_config whose sessions answer through `faults`."""
+    original = aws.session_and_config
 
     @functools.wraps(original)
     def _aws(*args: Any) -> Any:
@@ -153,4 +153,4 @@ if os.environ.get("AMP_TEST_S3_FAULT"):
     for _spec in os.environ["AMP_TEST_S3_FAULT"].split(","):
         _op, _status, _code, *_times = _spec.split(":")
         _faults.add(_op, int(_status), _code, int(_times[0]) if _times else None)
-    settings._aws = s3_faults(_faults)  # type: ignore[assignment]
+    aws.session_and_config = s3_faults(_faults)  # type: ignore[assignment]
