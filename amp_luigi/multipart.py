@@ -10,15 +10,24 @@ object's size. amp_luigi.s3.Bucket decides between one PUT and this.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from amp_luigi import checksum
 from amp_luigi.errors import ArchiveError
-from amp_luigi.proof import Sent, digest, mismatch, multipart_mismatch, request_fields
+from amp_luigi.proof import Proof, Sent, digest, mismatch, multipart_mismatch, request_fields
 
-if TYPE_CHECKING:
-    from amp_luigi.s3 import Bucket
+
+class Bucket(Protocol):
+    """What an upload needs of amp_luigi.s3.Bucket: its client, its proof, its requests with their
+    errors translated, and its verdict on an answer."""
+
+    client: Any
+    proof: Proof
+
+    def request(self, action: str, key: str, operation: Callable[..., Any], **kwargs: Any) -> Any: ...
+
+    def prove(self, key: str, why: str | None, what: str, *, discard: bool = False) -> None: ...
 
 
 def parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes | bytearray]:

@@ -130,13 +130,13 @@ def _install_pauses() -> None:
 
     members.inflate = inflate  # type: ignore[assignment]
 
-    original_call = s3.Bucket._call
+    original_request = s3.Bucket.request
 
-    def _call(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
+    def request(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
         _checkpoint(f"s3:{getattr(operation, '__name__', '')}")
-        return original_call(self, action, key, operation, **kwargs)
+        return original_request(self, action, key, operation, **kwargs)
 
-    s3.Bucket._call = _call  # type: ignore[method-assign]
+    s3.Bucket.request = request  # type: ignore[method-assign]
 
     def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
         _checkpoint("cleanup")
