@@ -241,7 +241,7 @@ def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
     def load(each: str) -> None:
         # The staging root checked here, per project (the unnamed one's is [staging] data_dir itself).
         loaded[each] = project(each)
-        staging_dir(loaded[each].staging_root, Setting("staging", "data_dir", "AMP_DATA_DIR"))
+        staging_dir(loaded[each].staging_root, settings.staging().setting("data_dir"))
 
     chosen = dict.fromkeys([*([] if name is None else [name]), *configured()])
     found = settings.failures([functools.partial(load, each) for each in chosen])
@@ -341,7 +341,7 @@ def _areas(each: Project) -> tuple[_Area, _Area]:
         section = f"{SECTION}{each.name}"
         raw, parquet = Setting(section, "prefix"), Setting(section, "parquet_prefix")
     else:
-        raw, parquet = Setting("storage", "prefix", "AMP_S3_PREFIX"), Setting("parquet", "prefix")
+        raw, parquet = settings.storage().setting("prefix"), settings.parquet().setting("prefix")
     return _Area(each, raw, each.prefix, False), _Area(each, parquet, each.parquet_prefix, True)
 
 
