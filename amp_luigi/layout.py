@@ -30,11 +30,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from amp_luigi.hours import HourRange
 
+# Amplitude names members `<id>/<id>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded; the
+# objects keep the name (`.json` unless keep_gzip).
+MEMBER_NAME = re.compile(r"_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{1,2})#(?P<part>\d+)\.json(?:\.gz)?$")
 VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
 CHECK_DIR = "_check"
@@ -78,12 +82,21 @@ def probe_key(prefix: str) -> str:
 def marker_date(key: str) -> dt.date | None:
     """The date of a marker key such as `.../_verified/2024-03-01.json`, or None for other keys."""
     name = key.rsplit("/", 1)[-1]
-    if not name.endswith(".json"):
-        return None
+    return date_named(name.removesuffix(".json")) if name.endswith(".json") else None
+
+
+def date_named(name: str) -> dt.date | None:
+    """The date a name such as `2024-03-01` (a day's directory or key segment) stands for, else None."""
     try:
-        return dt.date.fromisoformat(name[: -len(".json")])
+        return dt.date.fromisoformat(name)
     except ValueError:
         return None
+
+
+def member_hour(name: str) -> int | None:
+    """The hour in a member's or a data object's name (`..._2024-03-01_5#0.json.gz`: 5), else None."""
+    match = MEMBER_NAME.search(name)
+    return int(match["hour"]) if match else None
 
 
 @dataclass(frozen=True)

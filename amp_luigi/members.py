@@ -26,7 +26,7 @@ from typing import IO
 from amp_luigi.checksum import crc32, crc32_text
 from amp_luigi.errors import ArchiveError
 from amp_luigi.gzip_stream import inflate, read_chunks
-from amp_luigi.layout import partial_path
+from amp_luigi.layout import member_hour, partial_path
 from amp_luigi.lines import LineChecker
 from amp_luigi.records import MemberRecord
 from amp_luigi.workers import FORK, map_in_workers
@@ -39,8 +39,6 @@ EXTRACT_WORKERS = 2
 # extraction costs (docs/performance.md, backfills).
 IN_PROCESS_BYTES = 64 * 1024
 MEMBER_SUFFIX = ".json.gz"
-# Amplitude names members `<project>/<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded.
-MEMBER_NAME = re.compile(r"_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{1,2})#(?P<part>\d+)\.json\.gz$")
 
 
 # What zipfile raises on a malformed archive besides BadZipFile: a header's name in bad UTF-8, an
@@ -113,10 +111,9 @@ def extract_member(
         raise ArchiveError(f"member {info.filename}: {error or type(error).__name__}") from error
     finally:
         partial.unlink(missing_ok=True)
-    match = MEMBER_NAME.search(name)
     return MemberRecord(
         name=name,
-        hour=int(match["hour"]) if match else None,
+        hour=member_hour(name),
         events=checker.events,
         gz_bytes=gz_bytes,
         gz_crc32=crc32_text(gz_crc),

@@ -25,14 +25,24 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from amp_luigi import settings
+from amp_luigi import aws, settings
 from amp_luigi.errors import ConfigError
-from amp_luigi.export_client import ExportClient
-from amp_luigi.layout import parquet_prefix, probe_key, project_prefix, project_staging
+from amp_luigi.export_client import ExportClient, RetryPolicy
+from amp_luigi.layout import date_named, parquet_prefix, probe_key, project_prefix, project_staging
 from amp_luigi.luigi_defaults import PROJECT_SECTION as SECTION
 from amp_luigi.luigi_defaults import project_names
 from amp_luigi.s3 import Bucket
-from amp_luigi.validation import Setting, bucket_name, credential, http_url, key_prefix, staging_dir
+from amp_luigi.validation import (
+    EXPORT_URLS,
+    Setting,
+    bucket_name,
+    credential,
+    http_url,
+    key_prefix,
+    not_after_today,
+    region_url,
+    staging_dir,
+)
 
 # A name is a key segment, a directory and (upper-cased) part of an environment variable's name: it
 # starts with a letter, so it never looks like a day's directory (a date) or a marker's (`_...`).
@@ -61,13 +71,38 @@ class Project:
         return ", ".join(filter(None, (self.label(), f"s3://{self.bucket}/{self.prefix}/")))
 
     def open_bucket(self) -> Bucket:
-        return settings.storage().open_bucket(self.bucket, probe_key(self.prefix))
+        """The project's bucket, through this process's S3 client for the [storage] settings."""
+        checked(self.name)
+        storage = settings.storage()
+        proof = aws.upload_proof(storage.value("upload_proof"))
+        threads = storage.value("upload_threads")
+        client, facts = aws.s3(*storage.aws_keys(), storage.value("max_attempts"), threads, proof)
+        return Bucket(
+            client,
+            self.bucket,
+            part_size=storage.part_size(),
+            threads=threads,
+            proof=proof,
+            probe_key=probe_key(self.prefix),
+            facts=facts,
+        )
 
     def client(self) -> ExportClient:
+        """A client of the project's export, with its keys and the [amplitude] retry settings."""
         checked(self.name, exporting=True)
+        amplitude = settings.amplitude()
         keys = " and ".join(key_variables(self.name))
         region = f"[{SECTION}{self.name}] region" if self.name else "[amplitude] region"
-        return settings.amplitude().client(self.export_url, credentials(self.name), (keys, region))
+        return ExportClient(
+            self.export_url,
+            *credentials(self.name),
+            retry=RetryPolicy(
+                amplitude.max_attempts, amplitude.backoff_seconds, amplitude.max_backoff_seconds
+            ),
+            connect_timeout=amplitude.connect_timeout,
+            read_timeout=amplitude.read_timeout,
+            settings_named=(keys, region),
+        )
 
 
 def names() -> list[str]:
@@ -85,6 +120,12 @@ def selected(name: str | None) -> list[str]:
     return configured() if name is None else [name]
 
 
+def each(name: str | None, *, exporting: bool = False) -> list[Project]:
+    """The settings of every project a command covers (`name` alone when given), checked first."""
+    checked(name, exporting=exporting)
+    return [project(each) for each in selected(name)]
+
+
 def key_variables(name: str) -> tuple[str, str]:
     """The environment variables holding a project's API key and secret key (AMP_API_KEY unnamed)."""
     stem = "_".join(filter(None, ("AMP", name.upper().replace("-", "_"))))
@@ -97,12 +138,12 @@ def project(name: str) -> Project:
     if not name:
         if names():
             raise ConfigError(_needs_a_name())
-        prefix = storage.key_prefix()
+        prefix = storage.value("prefix")
         return Project(
             "",
             settings.amplitude().export_url(),
             settings.amplitude().first_date,
-            storage.bucket_name(),
+            storage.value("bucket"),
             prefix,
             settings.parquet().key_prefix(prefix),
             staging.root(),
@@ -114,12 +155,12 @@ def project(name: str) -> Project:
             f"{known}). Add the section, or pass one of those to --project."
         )
     section = _Section(name)
-    prefix = section.prefix("prefix") or project_prefix(storage.key_prefix(), name)
+    prefix = section.prefix("prefix") or project_prefix(storage.value("prefix"), name)
     return Project(
         name,
         section.export_url(),
         section.first_date(),
-        section.bucket() or storage.bucket_name(),
+        section.bucket() or storage.value("bucket"),
         prefix,
         section.prefix("parquet_prefix") or parquet_prefix(prefix),
         project_staging(staging.root(), name),
@@ -158,9 +199,9 @@ class _Section:
     def export_url(self) -> str:
         url, region = self._get("url"), self._get("region")
         if url:
-            return http_url(url, self._setting("url"), settings.EXPORT_URLS["eu"])
+            return http_url(url, self._setting("url"), EXPORT_URLS["eu"])
         if region:
-            return settings.region_url(region, self._setting("region"))
+            return region_url(region, self._setting("region"))
         return settings.amplitude().export_url()
 
     def first_date(self) -> dt.date:
@@ -173,8 +214,7 @@ class _Section:
             raise ConfigError(
                 f"{self._setting('first_date')} = {raw!r} is not a date: write YYYY-MM-DD."
             ) from None
-        settings.not_after_today(first, self._setting("first_date"))
-        return first
+        return not_after_today(first, self._setting("first_date"))
 
     def bucket(self) -> str:
         raw = self._get("bucket")
@@ -201,7 +241,7 @@ def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
     def load(each: str) -> None:
         # The staging root checked here, per project (the unnamed one's is [staging] data_dir itself).
         loaded[each] = project(each)
-        staging_dir(loaded[each].staging_root, Setting("staging", "data_dir", "AMP_DATA_DIR"))
+        staging_dir(loaded[each].staging_root, settings.staging().setting("data_dir"))
 
     chosen = dict.fromkeys([*([] if name is None else [name]), *configured()])
     found = settings.failures([functools.partial(load, each) for each in chosen])
@@ -274,7 +314,7 @@ class _Area:
     parquet: bool
 
     def writes(self, segment: str) -> bool:
-        return self.parquet or segment.startswith("_") or _is_date(segment)
+        return self.parquet or segment.startswith("_") or date_named(segment) is not None
 
     def holds(self, other: _Area) -> bool:
         """Whether `other` is this area, or lies inside it where this area writes.
@@ -301,7 +341,7 @@ def _areas(each: Project) -> tuple[_Area, _Area]:
         section = f"{SECTION}{each.name}"
         raw, parquet = Setting(section, "prefix"), Setting(section, "parquet_prefix")
     else:
-        raw, parquet = Setting("storage", "prefix", "AMP_S3_PREFIX"), Setting("parquet", "prefix")
+        raw, parquet = settings.storage().setting("prefix"), settings.parquet().setting("prefix")
     return _Area(each, raw, each.prefix, False), _Area(each, parquet, each.parquet_prefix, True)
 
 
@@ -324,21 +364,23 @@ def _overlaps(every: list[Project]) -> list[str]:
     return found
 
 
-def _is_date(segment: str) -> bool:
-    try:
-        dt.date.fromisoformat(segment)
-    except ValueError:
-        return False
-    return True
-
-
 @functools.cache
 def checked(name: str | None = None, *, exporting: bool = False) -> None:
     """The settings of project `name` (None: every configured one) checked, once per process, before
     the first request to Amplitude or S3; one ConfigError lists every problem, each naming its setting."""
     found = problems(name, exporting=exporting)
     if found:
-        raise ConfigError("amp-luigi's settings are not usable:\n  - " + "\n  - ".join(found))
+        raise unusable(found)
 
 
-settings.forget_on_reset(checked)
+def unusable(found: list[str]) -> ConfigError:
+    """The one error for settings that cannot be used: every problem found, each naming its setting."""
+    return ConfigError("amp-luigi's settings are not usable:\n  - " + "\n  - ".join(found))
+
+
+def reset() -> None:
+    """Forget what this process read and checked of the settings, and its S3 clients (between
+    in-process tests that change the settings or the environment)."""
+    checked.cache_clear()
+    settings.forget_dotenv()
+    aws.forget_clients()

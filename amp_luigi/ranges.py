@@ -1,20 +1,21 @@
-"""ExportRange: the project's gap filler, Luigi's RangeDaily without its traps, and late data.
+"""ExportRange: the gap filler, Luigi's RangeDaily without its traps, and late data.
 
 Luigi's RangeDaily clips `--start` to `days_back` (100) days ago and requires at most `task_limit`
 (50) days per run, both silently, and with `days_forward=0` it includes today's unfinished day. Here
 the range reaches back to `--start` however old, requires every missing day, and stops at the newest
 day Amplitude can export completely (the day's end plus the availability lag). Which days are
-missing is decided by VerifyDay.bulk_complete: one listing of the verified markers, not a request
-per day.
+missing is decided by the daily task's bulk_complete: one listing of its markers, not a request per
+day. ExportRange keeps RangeDaily's parameters (so its command line and task ids are Luigi's) and
+decides its days itself.
 
 Luigi's scheduler costs O(pending tasks) per `get_work` call (spotify/luigi #1492, #1750): a
 backfill that requires 1,095 days at once puts ~4,400 tasks in the pending set and every step of the
 run pays for all of them, so the cost per day grows with the range. Over more than `batch_days`
-missing days, ExportRange therefore requires nothing up front: its run() yields one batch of at most
-`batch_days` days per chunk, all at once, and each batch (an ExportRange with `batch` set) yields its
-own days only when a worker starts it. The pending set holds the batches plus the days of the few
-batches started, and a failed day blocks only its own batch: the other batches still land, and the
-run still exits non-zero ([retcode] task_failed).
+missing days, ExportRange therefore hands the scheduler DayBatch tasks of at most `batch_days` days
+instead of the days: a batch requires nothing up front and yields its days from run(), so they
+enter the scheduler only when a worker starts the batch. The pending set holds the batches plus the
+days of the few batches started, and a failed day blocks only its own batch: the other batches
+still land, and the run still exits non-zero ([retcode] task_failed).
 
 Amplitude keeps accepting events for a day after it ends (a device that was offline uploads them
 later), so a day exported on the morning after can still grow. `--refresh-days N` re-exports the
@@ -34,8 +35,10 @@ keys are checked first, so a project without keys stops the run before any reque
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import luigi
 from luigi.parameter import ParameterVisibility
@@ -47,14 +50,57 @@ from amp_luigi.settings import amplitude, parquet
 from amp_luigi.tasks import DayTask, ParquetDay, ProjectTask, RefreshDay, VerifyDay, settings_checked
 
 
+def missing_days(daily: type[DayTask], params: Mapping[str, Any], days: list[dt.date]) -> list[DayTask]:
+    """The tasks of `daily` (with `params`) for the days of `days` that are not complete.
+
+    A daily task with bulk_complete (the marker tasks) answers from one listing, called as Luigi's
+    RangeDaily calls it (with the parameters in a functools.partial); any other is asked day by day.
+    """
+    try:
+        done = set(daily.bulk_complete.__func__(functools.partial(daily, **params), days))  # type: ignore[attr-defined]
+    except NotImplementedError:
+        return [task for task in (daily(date=day, **params) for day in days) if not task.complete()]
+    return [daily(date=day, **params) for day in days if day not in done]
+
+
+def _dates(start: dt.date, stop: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
+
+
+class DayBatch(ProjectTask):
+    """Consecutive days of a long ExportRange: requires nothing up front and yields its missing days
+    from run(), so they enter the scheduler only when a worker starts the batch. Complete when
+    every day of [start, stop) is."""
+
+    of = luigi.TaskParameter(description="The daily task of the batch's days.")
+    of_params = luigi.DictParameter(
+        default=dict[str, Any](), description="Parameters of the days besides date and project."
+    )
+    start = luigi.DateParameter(description="The first day, inclusive.")
+    stop = luigi.DateParameter(description="The day after the last one.")
+
+    def missing(self) -> list[DayTask]:
+        params = {**self.of_params, **({"project": self.project} if self.project else {})}
+        return missing_days(self.of, params, _dates(self.start, self.stop))
+
+    def complete(self) -> bool:
+        settings_checked(self.project)
+        return not self.missing()
+
+    def run(self) -> Iterator[list[DayTask]]:
+        # Luigi runs run() again from the start once the yielded days are done: by then none is missing.
+        missing = self.missing()
+        if missing:
+            yield missing
+
+
 class ExportRange(ProjectTask, RangeDaily):
     """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
     and with --refresh-days N the newest N complete days of the range again.
 
-    Up to `batch_days` missing days are required up front, as RangeDaily does; more are yielded from
-    run() in batches (see the module docstring). requires() always names every missing day (over
-    every project, one range per project): it is what the range's completeness means, whatever the
-    scheduler is handed first.
+    requires() names every missing day (over every project, one range per project): it is what the
+    range's completeness means. deps(), what the scheduler is handed, is the same for up to
+    `batch_days` missing days, and DayBatch tasks over more (see the module docstring).
     """
 
     of = luigi.TaskParameter(
@@ -74,106 +120,89 @@ class ExportRange(ProjectTask, RangeDaily):
         significant=False,
         visibility=ParameterVisibility.HIDDEN,  # the scheduler shows only dates and Luigi's range knobs
         description="Over more than this many missing days, hand the days to the scheduler in batches "
-        "of this size (dynamic dependencies), so its pending set and its cost per step stay small.",
-    )
-    batch = luigi.BoolParameter(
-        default=False,
-        visibility=ParameterVisibility.HIDDEN,  # kept in the text a worker rebuilds a yielded task from
-        description="Set on the batches a long ExportRange yields: require nothing up front, yield the "
-        "days from run(), so a batch's days enter the scheduler only when a worker starts it.",
+        "of this size (DayBatch), so its pending set and its cost per step stay small.",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        # [parquet] enabled makes the default daily task ParquetDay (which requires VerifyDay). The
-        # parameter keeps its default so the task id stays the same; RangeDaily reads `self.of`.
-        if self.of is VerifyDay and parquet().enabled:
-            self.of = ParquetDay  # type: ignore[assignment]
         if self.of_params.get("project", self.project) != self.project:
             raise luigi.parameter.ParameterException(
                 "ExportRange takes the project as --project (every project without it), not in --of-params."
             )
-        if self.project:  # the days are that project's (RangeDaily passes of_params to them all)
-            self.of_params = {**self.of_params, "project": self.project}
 
-    def projects(self) -> list[ExportRange]:
+    def daily(self) -> type[DayTask]:
+        """The daily task filled in: `--of`, where [parquet] enabled makes the default ParquetDay
+        (which requires VerifyDay); the parameter keeps its default, so the task id stays the same."""
+        return ParquetDay if self.of is VerifyDay and parquet().enabled else self.of
+
+    def day_params(self) -> dict[str, Any]:
+        """The parameters every day of the range gets besides its date: `--of-params` and the project."""
+        return {**self.of_params, **({"project": self.project} if self.project else {})}
+
+    @functools.cached_property
+    def per_project(self) -> list[ExportRange]:
         """One range per named project, when this one names none (see the module docstring)."""
-        if "_projects" not in self.__dict__:
-            fans_out = not self.project and not self.batch
-            self._projects = [self.clone(project=name) for name in names()] if fans_out else []
-        return self._projects
+        return [] if self.project else [self.clone(project=name) for name in names()]
 
-    def moving_start(self, now: dt.datetime) -> dt.datetime:
-        return dt.datetime.combine(project(self.project).first_date, dt.time())
+    @functools.cached_property
+    def started(self) -> dt.datetime:
+        """The run's start (naive UTC, whole seconds): the `as_of` of its refreshes, fixed per process."""
+        return dt.datetime.fromtimestamp(
+            time.time() if self.now is None else self.now, tz=dt.timezone.utc
+        ).replace(tzinfo=None, microsecond=0)
 
-    def moving_stop(self, now: dt.datetime) -> dt.datetime:
-        newest = last_available_day(now, amplitude().availability_lag_hours)
-        return dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
+    def days(self) -> list[dt.date]:
+        """Every day of the range Amplitude can export completely, from the project's first day on."""
+        if not self.start and not self.reverse:
+            raise luigi.parameter.ParameterException(
+                "Either start needs to be specified or reverse needs to be True"
+            )
+        first = project(self.project).first_date
+        start = max(self.start, first) if self.start else first
+        end = last_available_day(self.started, amplitude().availability_lag_hours) + dt.timedelta(days=1)
+        return _dates(start, min(self.stop, end) if self.stop else end)
+
+    def missing(self) -> list[DayTask]:
+        """The range's missing days, oldest first (`--reverse`: newest first), at most `task_limit`."""
+        found = missing_days(self.daily(), self.day_params(), self.days())
+        return found[-self.task_limit :][::-1] if self.reverse else found[: self.task_limit]
+
+    def refreshes(self, missing: list[DayTask]) -> list[luigi.Task]:
+        """RefreshDay for each of the newest `refresh_days` days of the range that is complete."""
+        gaps = {task.date for task in missing}
+        newest = self.days()[-self.refresh_days :] if self.refresh_days > 0 else []
+        return [
+            RefreshDay(day, as_of=self.started, project=self.project) for day in newest if day not in gaps
+        ]
 
     def requires(self) -> list[luigi.Task]:
-        if self.projects():
-            return list(self.projects())
-        fill: list[luigi.Task] = list(super().requires())
-        if self.refresh_days <= 0:
-            return fill
-        # Cached like RangeDaily's own requires: `as_of` is this run's start, fixed once per process.
-        if not hasattr(self, "_refresh"):
-            self._refresh = self._refresh_tasks({task.date for task in fill if isinstance(task, DayTask)})
-        return fill + self._refresh
+        if self.per_project:
+            return list(self.per_project)
+        missing = self.missing()
+        return [*missing, *self.refreshes(missing)]
+
+    def deps(self) -> list[luigi.Task]:
+        """What the scheduler gets: every missing day for a short range, DayBatch tasks for a long one."""
+        if self.per_project:
+            return list(self.per_project)
+        missing = self.missing()
+        if len(missing) <= self.batch_days:
+            return [*missing, *self.refreshes(missing)]
+        chunks = [missing[n : n + self.batch_days] for n in range(0, len(missing), self.batch_days)]
+        batches = [
+            DayBatch(
+                of=self.daily(),
+                of_params=self.of_params,
+                start=min(chunk[0].date, chunk[-1].date),
+                stop=max(chunk[0].date, chunk[-1].date) + dt.timedelta(days=1),
+                project=self.project,
+            )
+            for chunk in chunks
+        ]
+        return [*batches, *self.refreshes(missing)]
 
     def complete(self) -> bool:
         # Every setting first, and the keys of every project this range covers: a wrong one stops
         # the run before any request, with its message and no traceback.
-        settings_checked(None if self.projects() else self.project)
-        # Always a fresh look (one listing): RangeDaily caches requires(), and a batch or the range is
-        # asked again after its days ran, when the cached list names days that are now verified.
-        self.__dict__.pop("_cached_requires", None)
-        return bool(super().complete())
-
-    def deps(self) -> list[luigi.Task]:
-        """What the scheduler gets up front: every missing day for a short range, nothing otherwise."""
-        if self.projects():
-            return list(self.projects())
-        if self.batch or len(self.requires()) > self.batch_days:
-            return []
-        return list(super().deps())
-
-    def run(self) -> Iterator[list[luigi.Task]]:
-        if self.projects() or (not self.batch and len(self.requires()) <= self.batch_days):
-            return  # deps() gave the scheduler every day; nothing is left to do here
-        self.__dict__.pop("_cached_requires", None)  # a run after the days ran: look again
-        required = self.requires()
-        if self.batch:
-            yield required
-            return
-        days = [task for task in required if isinstance(task, DayTask) and not isinstance(task, RefreshDay)]
-        batches = [days[n : n + self.batch_days] for n in range(0, len(days), self.batch_days)]
-        yield [
-            self.clone(
-                start=chunk[0].date,
-                stop=chunk[-1].date + dt.timedelta(days=1),
-                refresh_days=0,
-                batch=True,
-                # A yielded task goes to the worker as text, and Luigi writes None as "None", which
-                # it reads back as an int (now) or a parameter name (param_name): give both values.
-                now=int(time.time()) if self.now is None else self.now,
-                param_name=self.param_name or "date",
-            )
-            for chunk in batches
-        ] + [task for task in required if isinstance(task, RefreshDay)]
-
-    def _refresh_tasks(self, missing: set[dt.date]) -> list[luigi.Task]:
-        now = dt.datetime.fromtimestamp(
-            time.time() if self.now is None else self.now, tz=dt.timezone.utc
-        ).replace(tzinfo=None, microsecond=0)
-        stop = self.moving_stop(now).date()
-        if self.stop:
-            stop = min(stop, self.stop)
-        start = self.start or self.moving_start(now).date()
-        newest = [stop - dt.timedelta(days=n) for n in range(1, self.refresh_days + 1)]
-        # A missing day is exported by the gap filling anyway; refresh only the complete ones.
-        return [
-            RefreshDay(day, as_of=now, project=self.project)
-            for day in sorted(newest)
-            if day >= start and day not in missing
-        ]
+        settings_checked(None if self.per_project else self.project)
+        return all(task.complete() for task in self.requires())

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 import luigi
 
@@ -190,6 +190,40 @@ class DayTask(ProjectTask):
         return " ".join(filter(None, (self.project_settings().label(), self.date.isoformat())))
 
 
+class MarkerDay(DayTask):
+    """A day task whose output is an S3 marker, `<prefix>/_<kind>/<date>.json` (its `marker_dir`):
+    complete when the marker exists, a range's days decided by one listing of the markers, discarded
+    by removing the marker."""
+
+    marker_dir: ClassVar[str]
+
+    def marker_key(self) -> str:
+        raise NotImplementedError
+
+    def output(self) -> MarkerTarget:
+        return self.marker(self.marker_key())
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
+        """The dates with a marker, from one listing instead of one request per day (1,000 keys a page).
+
+        Luigi's RangeDaily calls this with a functools.partial as `cls` (its `of_params`, e.g. the
+        project, as keywords) and a one-shot iterator; the partial's class is read from `.func`.
+        """
+        keywords: dict[str, object] = cls.keywords if isinstance(cls, functools.partial) else {}
+        kind = cls.func.marker_dir if isinstance(cls, functools.partial) else cls.marker_dir
+        name = str(keywords.get("project", ""))
+        settings_checked(name)
+        wanted = list(parameter_tuples)
+        settings = project(name)
+        listing = settings.open_bucket().listing(marker_prefix(settings.prefix, kind))
+        found = {marker_date(key) for key in listing}
+        return [date for date in wanted if date in found]
+
+    def discard(self) -> None:
+        self.output().remove()
+
+
 class ExportDay(DayTask):
     """Downloads the day from Amplitude into the staging directory.
 
@@ -270,7 +304,7 @@ class ExtractDay(DayTask):
         progress(f"extracted {len(manifest.members)} member(s), {manifest.events} events", 100, final=True)
 
 
-class UploadDay(DayTask):
+class UploadDay(MarkerDay):
     """Uploads the day's members to S3 under deterministic keys, replacing whatever was there.
 
     Input: the manifest and members. Output: the S3 marker `_uploaded/<date>.json` listing the
@@ -280,20 +314,13 @@ class UploadDay(DayTask):
     """
 
     redo = "The upload marker was removed: run again to upload the day anew."
+    marker_dir = UPLOADED_DIR
 
     def requires(self) -> ExtractDay:
         return self.clone(ExtractDay)
 
-    def output(self) -> MarkerTarget:
-        return self.marker(self.layout().uploaded_key)
-
-    @classmethod
-    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
-        """The dates with an upload marker, from one listing (see VerifyDay.bulk_complete)."""
-        return _listed(cls, UPLOADED_DIR, parameter_tuples)
-
-    def discard(self) -> None:
-        self.output().remove()
+    def marker_key(self) -> str:
+        return self.layout().uploaded_key
 
     def run(self) -> None:
         progress = Progress(self)
@@ -310,7 +337,7 @@ class UploadDay(DayTask):
         progress(f"uploaded {len(record.objects)} object(s), {record.events} events", 100, final=True)
 
 
-class VerifyDay(DayTask):
+class VerifyDay(MarkerDay):
     """Proves S3 holds exactly the day's objects, then writes the verified manifest.
 
     Input: UploadDay's marker. Output: `_verified/<date>.json` (the date in the file name, so Luigi's
@@ -322,12 +349,13 @@ class VerifyDay(DayTask):
     """
 
     redo = "The day will be verified again."
+    marker_dir = VERIFIED_DIR
 
     def requires(self) -> UploadDay:
         return self.clone(UploadDay)
 
-    def output(self) -> MarkerTarget:
-        return self.marker(self.layout().verified_key)
+    def marker_key(self) -> str:
+        return self.layout().verified_key
 
     def complete(self) -> bool:
         """The marker is read, not only found (status, RefreshDay and users read it); a GET costs a HEAD."""
@@ -337,18 +365,6 @@ class VerifyDay(DayTask):
     def verified(self) -> DayRecord | None:
         output = self.output()
         return read_marker(output.bucket, output.key)
-
-    @classmethod
-    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
-        """The dates with a verified marker, from one listing instead of one request per day.
-
-        Luigi's RangeDaily calls this with a functools.partial as `cls` (its `of_params`, e.g. the
-        project, as keywords) and a one-shot iterator.
-        """
-        return _listed(cls, VERIFIED_DIR, parameter_tuples)
-
-    def discard(self) -> None:
-        self.output().remove()
 
     def run(self) -> None:
         layout = self.layout()
@@ -373,7 +389,7 @@ class VerifyDay(DayTask):
         progress(f"verified {len(record.objects)} object(s), {record.events} events", 100, final=True)
 
 
-class ParquetDay(DayTask):
+class ParquetDay(MarkerDay):
     """Converts the verified day into typed Parquet under `<parquet prefix>/dt=<date>/` (amp_luigi.query.parquet).
 
     Input: VerifyDay's marker and the objects it lists, read from S3, never staging, so any day ever
@@ -383,24 +399,17 @@ class ParquetDay(DayTask):
     """
 
     redo = "The Parquet marker was removed: run again to convert the day anew."
+    marker_dir = PARQUET_DIR
 
     def requires(self) -> VerifyDay:
         return self.clone(VerifyDay)
 
-    def output(self) -> MarkerTarget:
-        return self.marker(self.parquet_layout().marker_key)
+    def marker_key(self) -> str:
+        return self.parquet_layout().marker_key
 
     def parquet_layout(self) -> ParquetLayout:
         settings = self.project_settings()
         return ParquetLayout(self.date, settings.prefix, settings.parquet_prefix)
-
-    @classmethod
-    def bulk_complete(cls, parameter_tuples: Iterable[dt.date]) -> list[dt.date]:
-        """The dates with a Parquet marker, from one listing (see VerifyDay.bulk_complete)."""
-        return _listed(cls, PARQUET_DIR, parameter_tuples)
-
-    def discard(self) -> None:
-        self.output().remove()
 
     def run(self) -> None:
         from amp_luigi.query.parquet import Engine, convert_day  # DuckDB only where the layer is used
@@ -429,18 +438,6 @@ class ParquetDay(DayTask):
         bucket.write_json(layout.marker_key, record.to_json())
         rows, size = sum(item.rows for item in record.files), sum(item.bytes for item in record.files)
         progress(f"{rows} rows in {len(record.files)} Parquet file(s), {mib(size)}", 100, final=True)
-
-
-def _listed(cls: object, kind: str, dates: Iterable[dt.date]) -> list[dt.date]:
-    """The dates with a marker of `kind`, from one listing of `_<kind>/` (1,000 keys a request)."""
-    keywords = cls.keywords if isinstance(cls, functools.partial) else {}  # a RangeDaily's of_params
-    name = str(keywords.get("project", ""))
-    settings_checked(name)
-    wanted = list(dates)
-    settings = project(name)
-    listing = settings.open_bucket().listing(marker_prefix(settings.prefix, kind))
-    found = {marker_date(key) for key in listing}
-    return [date for date in wanted if date in found]
 
 
 class RefreshDay(DayTask):

@@ -7,15 +7,23 @@ here reads configuration or makes a request.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from amp_luigi.errors import ConfigError
+
+N = TypeVar("N", int, float)
+EXPORT_URLS = {
+    "eu": "https://analytics.eu.amplitude.com/api/2/export",
+    "us": "https://amplitude.com/api/2/export",
+}
 
 # S3's bucket naming rules (general purpose buckets): 3-63 characters of lowercase letters, digits,
 # dots and hyphens, beginning and ending with a letter or digit.
@@ -118,14 +126,32 @@ def credential(value: str, setting: Setting) -> str:
     return key
 
 
-def at_least(value: float, minimum: float, setting: Setting, why: str = "") -> None:
+def at_least(value: N, minimum: float, setting: Setting, why: str = "") -> N:
     if value < minimum:
         raise ConfigError(f"{setting} = {value:g} must be at least {minimum:g}{why}.")
+    return value
 
 
-def between(value: float, low: float, high: float, setting: Setting, why: str = "") -> None:
+def between(value: N, low: float, high: float, setting: Setting, why: str = "") -> N:
     if not low <= value <= high:
         raise ConfigError(f"{setting} = {value:g} must be between {low:g} and {high:g}{why}.")
+    return value
+
+
+def not_after_today(first_date: dt.date, setting: Setting) -> dt.date:
+    if first_date > dt.date.today():
+        raise ConfigError(f"{setting} = {first_date} is in the future: set the day the project started.")
+    return first_date
+
+
+def region_url(region: str, setting: Setting) -> str:
+    """The export URL of Amplitude's data region `region`."""
+    if region not in EXPORT_URLS:
+        raise ConfigError(
+            f"Unknown Amplitude region {region!r}: set {setting} to one of {', '.join(sorted(EXPORT_URLS))}, "
+            "or a full export URL (AMP_EXPORT_URL, or `url` in a project's section)."
+        )
+    return EXPORT_URLS[region]
 
 
 def one_of(value: str, choices: tuple[str, ...], setting: Setting) -> str:

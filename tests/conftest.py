@@ -30,7 +30,7 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from amp_luigi import settings
+from amp_luigi import projects
 from amp_luigi.checksum import crc32_text
 from amp_luigi.emulator import Emulator
 from amp_luigi.testing.local import deployment_environment, free_port, s3_client
@@ -95,13 +95,13 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Confi
         luigi.configuration.LuigiConfigParser._instance = None
         luigi.task_register.Register.clear_instance_cache()
         luigi.configuration.get_config()
-        settings.reset_clients()  # what an earlier test's settings said is checked again
+        projects.reset()  # what an earlier test's settings said is checked again
 
     reload()
     yield reload
     luigi.configuration.LuigiConfigParser._instance = None
     luigi.task_register.Register.clear_instance_cache()
-    settings.reset_clients()
+    projects.reset()
 
 
 @pytest.fixture
@@ -286,11 +286,11 @@ def in_process(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterato
     config = luigi.configuration.get_config()
     config.read([str(workspace.path / "luigi.cfg"), workspace.env["LUIGI_CONFIG_PATH"]])
     luigi.task_register.Register.clear_instance_cache()
-    settings.reset_clients()  # boto3 clients are cached per process: none from an earlier test
+    projects.reset()  # boto3 clients are cached per process: none from an earlier test
     yield workspace
     luigi.configuration.LuigiConfigParser._instance = None
     luigi.task_register.Register.clear_instance_cache()
-    settings.reset_clients()
+    projects.reset()
 
 
 # Fixtures that start a server (moto, the emulator, luigid) or need one; `workspace` and `in_process`

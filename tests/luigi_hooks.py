@@ -28,7 +28,7 @@ from typing import Any
 import botocore.awsrequest
 
 import amp_luigi  # noqa: F401 - registers the tasks for the luigi command
-from amp_luigi import members, s3, settings, tasks
+from amp_luigi import aws, members, s3, tasks
 
 _lock = threading.Lock()
 _counts: collections.Counter[str] = collections.Counter()
@@ -78,8 +78,8 @@ class S3Faults:
 
 
 def s3_faults(faults: S3Faults) -> Callable[..., Any]:
-    """A replacement for amp_luigi.settings._aws whose sessions answer through `faults`."""
-    original = settings._aws
+    """A replacement for amp_luigi.aws.session_and_config whose sessions answer through `faults`."""
+    original = aws.session_and_config
 
     @functools.wraps(original)
     def _aws(*args: Any) -> Any:
@@ -130,13 +130,13 @@ def _install_pauses() -> None:
 
     members.inflate = inflate  # type: ignore[assignment]
 
-    original_call = s3.Bucket._call
+    original_request = s3.Bucket.request
 
-    def _call(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
+    def request(self: Any, action: str, key: str, operation: Any, **kwargs: Any) -> Any:
         _checkpoint(f"s3:{getattr(operation, '__name__', '')}")
-        return original_call(self, action, key, operation, **kwargs)
+        return original_request(self, action, key, operation, **kwargs)
 
-    s3.Bucket._call = _call  # type: ignore[method-assign]
+    s3.Bucket.request = request  # type: ignore[method-assign]
 
     def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
         _checkpoint("cleanup")
@@ -153,4 +153,4 @@ if os.environ.get("AMP_TEST_S3_FAULT"):
     for _spec in os.environ["AMP_TEST_S3_FAULT"].split(","):
         _op, _status, _code, *_times = _spec.split(":")
         _faults.add(_op, int(_status), _code, int(_times[0]) if _times else None)
-    settings._aws = s3_faults(_faults)  # type: ignore[assignment]
+    aws.session_and_config = s3_faults(_faults)  # type: ignore[assignment]

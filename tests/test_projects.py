@@ -14,8 +14,8 @@ from amp_luigi import luigi_defaults
 from amp_luigi.errors import ConfigError
 from amp_luigi.projects import checked, configured, credentials, key_variables, problems, project
 from amp_luigi.ranges import ExportRange
-from amp_luigi.settings import EXPORT_URLS
 from amp_luigi.tasks import ExportDay, ExtractDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
+from amp_luigi.validation import EXPORT_URLS
 from tests.conftest import Configure
 
 DAY = dt.date(2024, 3, 1)
@@ -194,9 +194,9 @@ def test_export_range_fills_every_named_project_or_the_one_given(configure: Conf
     assert every.task_id == ExportRange(start=DAY, project="").task_id
     assert every.requires() == [ExportRange(start=DAY, project="ios"), ExportRange(start=DAY, project="web")]
     one = ExportRange(start=DAY, project="web")
-    assert one.projects() == []
-    assert one.of_params == {"project": "web"}
-    assert one._instantiate_task_cls(DAY) == VerifyDay(DAY, project="web")
+    assert one.per_project == []
+    assert one.day_params() == {"project": "web"}
+    assert one.daily()(DAY, **one.day_params()) == VerifyDay(DAY, project="web")
 
 
 def test_bulk_complete_lists_the_project_of_a_range(

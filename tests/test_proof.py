@@ -18,7 +18,7 @@ import botocore.exceptions
 import pytest
 from botocore.stub import Stubber
 
-from amp_luigi import proof, s3, settings
+from amp_luigi import aws, proof
 from amp_luigi.errors import IntegrityError, StaleStateError
 from amp_luigi.proof import Proof
 from amp_luigi.records import read_marker
@@ -71,9 +71,9 @@ def chunks(data: bytes, size: int = MiB) -> Iterator[bytes]:
 @pytest.fixture
 def etag_client(mock_s3_client: Any) -> Any:
     """A client of the in-process mock configured as amp-luigi configures one for the etag proof."""
-    client = boto3.client("s3", region_name="us-east-1", config=settings.client_config(3, 4, Proof.ETAG))
+    client = boto3.client("s3", region_name="us-east-1", config=aws.client_config(3, 4, Proof.ETAG))
     client.meta.events.register_first("before-send.s3", lambda request, **_: _as_bytes(request))
-    s3.send_no_checksums(client)
+    aws.send_no_checksums(client)
     return client
 
 
@@ -159,7 +159,6 @@ def stubbed_client() -> Any:
 def test_a_store_that_refuses_a_wrong_checksum_is_probed_once_and_its_echo_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(s3, "_CHECKING_STORES", set())
     client = stubbed_client()
     body = b"x\n"
     with Stubber(client) as stubber:

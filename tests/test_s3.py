@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -72,31 +70,6 @@ def test_an_empty_object_is_uploaded(bucket: Bucket, s3: Any) -> None:
     assert s3.head_object(Bucket=NAME, Key="p/empty.json")["ContentLength"] == 0
 
 
-def test_a_large_object_is_a_multipart_upload_of_part_size_parts(bucket: Bucket, s3: Any) -> None:
-    calls = Recorder(s3)
-    body = os.urandom(12 * MiB + 123)
-    etag = bucket.upload("p/2024-03-01/big.json", chunks(body, 700_000), crc32_of(body), {})
-
-    assert calls.calls == [
-        "CreateMultipartUpload",
-        "UploadPart",
-        "UploadPart",
-        "UploadPart",
-        "CompleteMultipartUpload",
-    ]
-    parts = [
-        s3.head_object(Bucket=NAME, Key="p/2024-03-01/big.json", PartNumber=n)["ContentLength"]
-        for n in (1, 2, 3)
-    ]
-    assert all(5 * MiB <= size < 5 * MiB + 700_000 for size in parts[:2]), parts
-    assert sum(parts) == len(body)
-    bounds = [0, parts[0], parts[0] + parts[1], len(body)]
-    assert calls.crc32s[1:4] == [crc32_of(body[a:b]) for a, b in itertools.pairwise(bounds)]
-    assert s3.get_object(Bucket=NAME, Key="p/2024-03-01/big.json")["Body"].read() == body
-    assert etag.endswith('-3"')
-    assert bucket.listing("p/") == {"p/2024-03-01/big.json": Listed(len(body), etag)}
-
-
 @pytest.mark.parametrize("size", [1000, 12 * MiB], ids=["put", "multipart"])
 def test_bytes_that_differ_from_their_checked_crc32_are_never_committed(
     bucket: Bucket, s3: Any, size: int
@@ -107,18 +80,6 @@ def test_bytes_that_differ_from_their_checked_crc32_are_never_committed(
         bucket.upload("p/a.json", chunks(body), crc32_of(b"other"), {})
     assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
     assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
-
-
-def test_a_failed_multipart_upload_is_aborted(bucket: Bucket, s3: Any) -> None:
-    def broken() -> Iterator[bytes]:
-        yield os.urandom(6 * MiB)
-        yield os.urandom(6 * MiB)
-        raise OSError("disk gone")
-
-    with pytest.raises(OSError, match="disk gone"):
-        bucket.upload("p/broken.json", broken(), "AAAAAA==", {})
-    assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
-    assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
 
 
 def test_a_rerun_overwrites_the_same_key_and_the_listing_shows_the_new_etag(bucket: Bucket) -> None:
@@ -213,93 +174,3 @@ def test_other_client_errors_are_fatal_and_name_the_object() -> None:
         with pytest.raises(FatalError) as raised:
             Bucket(client, "b").read_json("p/a.json")
     assert "SlowDown" in str(raised.value) and "s3://b/p/a.json" in str(raised.value)
-
-
-PART = 5 * MiB
-
-
-class Source:
-    """Chunks of `data`, counting the bytes handed out so far."""
-
-    def __init__(self, data: bytes, size: int) -> None:
-        self.data, self.size, self.read = data, size, 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for start in range(0, len(self.data), self.size):
-            chunk = self.data[start : start + self.size]
-            self.read += len(chunk)
-            yield chunk
-
-
-@pytest.fixture
-def one_part_at_a_time(mock_s3_client: Any) -> Bucket:
-    """One upload thread: each part sent before the next is read (Bucket.upload holds one part)."""
-    return Bucket(mock_s3_client, NAME, part_size=PART, threads=1)
-
-
-def sent_parts(client: Any, source: Source) -> list[tuple[int, int]]:
-    """(part size, bytes the source had handed out) at each UploadPart request."""
-    seen: list[tuple[int, int]] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        seen.append((len(params["Body"]), source.read))
-
-    client.meta.events.register("provide-client-params.s3.UploadPart", record)
-    return seen
-
-
-def test_each_part_is_sent_before_the_next_one_is_read(
-    one_part_at_a_time: Bucket, mock_s3_client: Any
-) -> None:
-    body = os.urandom(3 * PART + 12345)
-    source = Source(body, 700_000)
-    seen = sent_parts(mock_s3_client, source)
-
-    etag = one_part_at_a_time.upload("p/big.json", source, crc32_of(body), {})
-
-    assert [size for size, _read in seen] == [PART, PART, PART, 12345]
-    # When part n goes out, the source has handed out part n and at most the chunk it ended in.
-    for number, (_size, read) in enumerate(seen, start=1):
-        assert read < number * PART + 700_000
-    assert etag.endswith('-4"')
-    assert mock_s3_client.get_object(Bucket=NAME, Key="p/big.json")["Body"].read() == body
-
-
-def test_an_object_of_exactly_one_part_is_a_multipart_upload_of_one_part(
-    one_part_at_a_time: Bucket, mock_s3_client: Any
-) -> None:
-    """Telling a PUT from a multipart upload would otherwise need the next part read first."""
-    body = os.urandom(PART)
-    source = Source(body, MiB)
-    seen = sent_parts(mock_s3_client, source)
-
-    etag = one_part_at_a_time.upload("p/one.json", source, crc32_of(body), {})
-
-    assert seen == [(PART, PART)]
-    assert etag.endswith('-1"')
-    assert mock_s3_client.get_object(Bucket=NAME, Key="p/one.json")["Body"].read() == body
-
-
-@pytest.mark.parametrize("chunk", [MiB, PART + 1], ids=["several chunks", "one chunk over a part"])
-def test_an_object_just_over_a_part_has_a_last_part_of_what_is_left(
-    one_part_at_a_time: Bucket, mock_s3_client: Any, chunk: int
-) -> None:
-    body = os.urandom(PART + 1)
-    source = Source(body, chunk)
-    seen = sent_parts(mock_s3_client, source)
-
-    one_part_at_a_time.upload("p/over.json", source, crc32_of(body), {})
-
-    assert [size for size, _read in seen] == [PART, 1]
-    assert mock_s3_client.get_object(Bucket=NAME, Key="p/over.json")["Body"].read() == body
-
-
-def test_a_one_chunk_object_is_one_put(one_part_at_a_time: Bucket, mock_s3_client: Any) -> None:
-    body = os.urandom(PART - 1)
-    source = Source(body, PART)
-    seen = sent_parts(mock_s3_client, source)
-
-    one_part_at_a_time.upload("p/small.json", source, crc32_of(body), {})
-
-    assert seen == []
-    assert mock_s3_client.get_object(Bucket=NAME, Key="p/small.json")["Body"].read() == body

@@ -16,11 +16,11 @@ import luigi
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from amp_luigi import s3 as s3_module
 from amp_luigi.errors import ConfigError
 from amp_luigi.projects import project
-from amp_luigi.settings import EXPORT_URLS, amplitude, staging, storage
+from amp_luigi.settings import amplitude, staging, storage
 from amp_luigi.tasks import VerifyDay
+from amp_luigi.validation import EXPORT_URLS
 from tests.conftest import REPO, Configure, crc32_of
 from tests.luigi_hooks import error_response
 
@@ -33,8 +33,8 @@ def test_luigi_cfg_alone_configures_everything(configure: Configure, tmp_path: P
     )
     assert amplitude().credentials() == ("cfg-key", "cfg-secret")
     assert amplitude().export_url() == EXPORT_URLS["us"] == "https://amplitude.com/api/2/export"
-    assert storage().bucket_name() == "cfg-bucket"
-    assert storage().key_prefix() == "events/raw"
+    assert storage().value("bucket") == "cfg-bucket"
+    assert storage().value("prefix") == "events/raw"
     assert staging().root() == (tmp_path / "stage-here").resolve()
 
 
@@ -58,15 +58,15 @@ def test_environment_variables_win_over_luigi_cfg(
     assert amplitude().credentials() == ("env-key", "env-secret")
     assert amplitude().export_url() == "http://127.0.0.1:9/api/2/export"
     assert project("").client().url == "http://127.0.0.1:9/api/2/export"
-    assert storage().bucket_name() == "env-bucket"
-    assert storage().key_prefix() == "env-prefix"
+    assert storage().value("bucket") == "env-bucket"
+    assert storage().value("prefix") == "env-prefix"
     assert staging().root() == tmp_path / "env-dir"
-    assert storage()._aws_keys() == ("env-ak", "env-sk")
+    assert storage().aws_keys() == ("env-ak", "env-sk")
 
 
 def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None:
     assert amplitude().export_url() == EXPORT_URLS["eu"] == "https://analytics.eu.amplitude.com/api/2/export"
-    assert storage().key_prefix() == "python_import"
+    assert storage().value("prefix") == "python_import"
     assert storage().part_size() == 16 * 1024 * 1024
     assert staging().root() == (Path.cwd() / "amp-data").resolve()
     assert staging().limits().max_line_bytes == 64 * 1024 * 1024
@@ -89,7 +89,7 @@ def test_defaults(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> None
             "`api_key` in the [amplitude] section",
             "[storage]\nbucket = amp-bucket\n",
         ),
-        (lambda: storage().bucket_name(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
+        (lambda: storage().value("bucket"), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
         (lambda: project("").open_bucket(), "AWS_BUCKET_NAME", "`bucket` in the [storage] section", ""),
     ],
 )
@@ -194,7 +194,6 @@ def test_uploads_sign_the_crc32_header_instead_of_hashing_the_body(
     # Over plain HTTP, botocore's default would put a SHA-256 of the body in the signature; the
     # digest the proof sends (a CRC32 or a Content-MD5) is signed instead.
     monkeypatch.setenv("AMP_S3_UPLOAD_PROOF", proof)
-    monkeypatch.setattr(s3_module, "_CHECKING_STORES", set())
     bucket = project("").open_bucket()
     sent: list[Any] = []
 
@@ -254,7 +253,7 @@ def test_a_dot_env_file_is_read_without_overriding_the_environment(tmp_path: Pat
     )
     code = (
         "from amp_luigi.settings import amplitude, storage\n"
-        "print(*amplitude().credentials(), storage().bucket_name())\n"
+        "print(*amplitude().credentials(), storage().value('bucket'))\n"
     )
     run = run_python(code, tmp_path, AWS_BUCKET_NAME="real-env-bucket")
     assert run.returncode == 0, run.stderr

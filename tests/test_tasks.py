@@ -19,8 +19,7 @@ from luigi.execution_summary import LuigiStatusCode
 from amp_luigi.emulator import Emulator
 from amp_luigi.errors import FatalError, NotYetAvailableError, StorageError
 from amp_luigi.export import check_exportable
-from amp_luigi.hours import HourRange, last_available_day
-from amp_luigi.ranges import ExportRange
+from amp_luigi.hours import HourRange
 from amp_luigi.settings import amplitude
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
 from tests.conftest import DAY, Workspace
@@ -272,68 +271,6 @@ def test_a_changed_object_fails_verification_by_name(in_process: Workspace, emul
 
 
 # Gap filling
-
-
-def at(day: dt.date, hour: int) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.timezone.utc).timestamp())
-
-
-def test_export_range_checks_every_day_with_one_listing(
-    in_process: Workspace, emulator: Emulator, s3_calls: list
-) -> None:
-    days = [DAY + dt.timedelta(days=n) for n in range(30)]
-    for day in days:
-        if day not in (days[3], days[10], days[29]):
-            mark_verified(in_process, day)
-    s3_calls.clear()
-    now = at(days[-1] + dt.timedelta(days=1), 12)  # every one of the 30 days is available
-
-    wrapper = ExportRange(start=DAY, now=now)
-    required = [task.date for task in wrapper.requires()]
-
-    assert required == [days[3], days[10], days[29]]
-    lists = [params for operation, _, params in s3_calls if operation == "ListObjectsV2"]
-    assert [params.get("prefix") for params in lists] == [f"{PREFIX}/_verified/"]
-    assert len(s3_calls) == 1, s3_calls
-
-
-def test_export_range_fills_the_gaps_and_skips_verified_days(
-    in_process: Workspace, emulator: Emulator, s3_calls: list
-) -> None:
-    days = [DAY + dt.timedelta(days=n) for n in range(4)]
-    mark_verified(in_process, days[1])
-    mark_verified(in_process, days[3])
-    s3_calls.clear()
-
-    assert build(ExportRange(start=DAY, stop=days[-1] + dt.timedelta(days=1))) == LuigiStatusCode.SUCCESS
-
-    requested = {r.start[:8] for r in emulator.requests if r.start}
-    assert requested == {"20240301", "20240303"}
-    for day in (days[0], days[2]):
-        assert data_keys(in_process, day) == expected_keys(emulator, day)
-        assert in_process.keys(f"{PREFIX}/_verified/{day}.json")
-    touched = [call for call in s3_calls if "2024-03-02" in str(call) or "2024-03-04" in str(call)]
-    assert touched == [], "verified days are decided by the one listing, never checked one by one"
-
-
-def test_export_range_never_includes_a_day_not_yet_available(in_process: Workspace) -> None:
-    for hour, newest in [(1, dt.date(2024, 3, 8)), (2, dt.date(2024, 3, 9))]:
-        now = at(dt.date(2024, 3, 10), hour)
-        required = [task.date for task in ExportRange(start=DAY, now=now).requires()]
-        assert required[-1] == newest == last_available_day(dt.datetime(2024, 3, 10, hour), 2), (
-            f"at {hour}:00 UTC"
-        )
-        assert required[0] == DAY and len(required) == (newest - DAY).days + 1
-        # An explicit --stop in the future is capped too.
-        capped = ExportRange(start=DAY, stop=dt.date(2024, 4, 1), now=now).requires()
-        assert capped[-1].date == newest
-
-
-def test_export_range_reaches_back_past_luigis_100_days(in_process: Workspace) -> None:
-    now = at(dt.date(2024, 3, 10), 12)
-    required = ExportRange(start=dt.date(2023, 1, 1), now=now).requires()
-    assert required[0].date == dt.date(2023, 1, 1)
-    assert len(required) == (dt.date(2024, 3, 9) - dt.date(2023, 1, 1)).days + 1
 
 
 def test_bulk_complete_accepts_a_partial_and_a_one_shot_iterator(in_process: Workspace) -> None:

@@ -19,9 +19,10 @@ from typing import TextIO
 
 import botocore.exceptions
 
-from amp_luigi.errors import AmpLuigiError, TooLargeError
+from amp_luigi.errors import AmpLuigiError, ConfigError, TooLargeError
 from amp_luigi.hours import HourRange
 from amp_luigi.layout import probe_key
+from amp_luigi.multipart import MultipartUpload
 from amp_luigi.s3 import DENIED, Bucket, error_code
 
 OK, MISSING, FAILED = "ok", "missing", "FAILED"
@@ -79,16 +80,11 @@ def s3_results(bucket: Bucket, prefix: str) -> list[Result]:
     uploaded = results[-1].state == OK
     results.append(_attempt(READ, lambda: bucket.read_json(key)) if uploaded else _skipped(READ))
     results.append(_attempt(DELETE, lambda: bucket.delete([key])) if uploaded else _skipped(DELETE))
+    results.append(_attempt(MULTIPART_LIST, lambda: bucket.open_uploads(key)))
     results.append(
-        _attempt(MULTIPART_LIST, lambda: bucket.client.list_multipart_uploads(Bucket=bucket.name, Prefix=key))
+        _attempt(MULTIPART_ABORT, lambda: MultipartUpload.start(bucket, f"{key}-multipart", {}).abort())
     )
-    results.append(_attempt(MULTIPART_ABORT, lambda: _open_and_abort(bucket, f"{key}-multipart")))
     return results
-
-
-def _open_and_abort(bucket: Bucket, key: str) -> None:
-    upload = bucket.client.create_multipart_upload(Bucket=bucket.name, Key=key)
-    bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload["UploadId"])
 
 
 def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.date, keys: str) -> Result:
@@ -109,9 +105,9 @@ def amplitude_result(export: Callable[[HourRange, Path], bool], first_date: dt.d
 def _attempt(step: Step, call: Callable[[], object], detail: str = "") -> Result:
     try:
         call()
-    except (AmpLuigiError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        # Bucket's errors carry S3's own as their cause; the multipart calls raise it directly.
-        cause = error if isinstance(error, botocore.exceptions.ClientError) else error.__cause__
+    except AmpLuigiError as error:
+        # Bucket's errors carry S3's own as their cause.
+        cause = error.__cause__
         code = error_code(cause) if isinstance(cause, botocore.exceptions.ClientError) else ""
         if code in REFUSED:
             return Result(step, MISSING, f"{code}: {step.without}")
@@ -145,18 +141,18 @@ def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int
     amp-luigi needs works, 1 when not, 2 for a setting."""
     from amp_luigi import projects
 
-    found = projects.problems(project, exporting=amplitude_too)
-    if found:
-        print("amp-luigi check: the settings are not usable:\n  - " + "\n  - ".join(found), file=out)
+    try:
+        chosen = projects.each(project, exporting=amplitude_too)
+    except ConfigError as error:
+        print(f"amp-luigi check: {error}", file=out)
         return 2
     blocked = False
-    for index, name in enumerate(projects.selected(project)):
+    for index, settings in enumerate(chosen):
         print("\n" * bool(index), end="", file=out)
-        settings = projects.project(name)
         bucket = settings.open_bucket()
         results = s3_results(bucket, settings.prefix)
         if amplitude_too:
-            keys = " / ".join(projects.key_variables(name))
+            keys = " / ".join(projects.key_variables(settings.name))
             results.append(amplitude_result(settings.client().download, settings.first_date, keys))
         render(results, settings.where(), out)
         blocked = blocked or any(result.blocks for result in results)

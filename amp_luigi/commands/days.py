@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, marker_date, marker_prefix
+from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, date_named, marker_date, marker_prefix
 from amp_luigi.records import read_marker
 from amp_luigi.s3 import Bucket
 
@@ -52,7 +52,7 @@ def collect(
     """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
-    staged = {_date(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
+    staged = {date_named(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
     days = days_between(start, stop)
     wanted = [day for day in days if day in verified]
     markers = dict(
@@ -91,10 +91,3 @@ def collect(
         else:
             result.append(DayStatus(day, MISSING))
     return result
-
-
-def _date(name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None

@@ -113,16 +113,16 @@ def main(
     if stop <= start:
         print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
         return 2
-    projects.checked(project)
+    chosen = projects.each(project)
     newest = last_available_day(now, amplitude().availability_lag_hours)
     calendars = []
-    for name in projects.selected(project):
-        settings = projects.project(name)
+    for settings in chosen:
         bucket = settings.open_bucket()
         days = collect(
             bucket, settings.prefix, settings.staging_root, start, stop, newest, parquet=parquet().enabled
         )
-        labels = {"bucket": bucket.name, "prefix": settings.prefix, **({"project": name} if name else {})}
+        named = {"project": settings.name} if settings.name else {}
+        labels = {"bucket": bucket.name, "prefix": settings.prefix, **named}
         calendars.append((settings, labels, days))
     if metrics_file is not None:
         from amp_luigi.commands import metrics

@@ -68,9 +68,8 @@ def statements(database: str, table: str, project: str | None = None) -> str:
     in the name becomes `_`: Athena's names are letters, digits and underscores)."""
     from amp_luigi import projects
 
-    projects.checked(project)
-    chosen = projects.selected(project)
-    stems = {each: f"{table}_{each.replace('-', '_')}" if each else table for each in chosen}
+    chosen = projects.each(project)
+    stems = {each.name: f"{table}_{each.name.replace('-', '_')}" if each.name else table for each in chosen}
     owners: dict[str, str] = {}
     for each, stem in stems.items():
         for name in (stem, f"{stem}_raw"):
@@ -81,10 +80,9 @@ def statements(database: str, table: str, project: str | None = None) -> str:
                     "time (--project) with different --table names."
                 )
     parts = []
-    for each in chosen:
-        settings = projects.project(each)
-        bucket, first, stem = settings.bucket, settings.first_date, stems[each]
-        about = f" of {settings.label()}" if each else ""
+    for settings in chosen:
+        bucket, first, stem = settings.bucket, settings.first_date, stems[settings.name]
+        about = f" of {settings.label()}" if settings.name else ""
         parts.append(
             f"-- query-ready Parquet{about}, one partition per UTC day (ParquetDay)\n"
             f"{parquet_table(bucket, settings.parquet_prefix, first, f'`{database}`.`{stem}`')}\n\n"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import shutil
 import struct
 from collections.abc import Callable, Iterator
@@ -27,14 +26,12 @@ from typing import Any
 
 from amp_luigi import checksum
 from amp_luigi.errors import ConfigError, FatalError, VerificationError
-from amp_luigi.layout import ParquetLayout
+from amp_luigi.layout import ParquetLayout, member_hour
 from amp_luigi.query.schema import COLUMNS, EXTRA, SCHEMA_VERSION, Column
 from amp_luigi.records import ExpectedObject, ParquetFile, ParquetRecord
 from amp_luigi.s3 import Bucket
 from amp_luigi.verify import differences
 
-# Amplitude's member names carry the hour unpadded: `187520_2024-03-01_5#0.json(.gz)`.
-_HOUR = re.compile(r"_\d{4}-\d{2}-\d{2}_(\d{1,2})#\d+\.json(\.gz)?$")
 _CHUNK = 1024 * 1024
 
 
@@ -218,13 +215,13 @@ def hours(objects: list[ExpectedObject]) -> dict[int, list[ExpectedObject]]:
     """The day's objects by the hour in their names."""
     by_hour: dict[int, list[ExpectedObject]] = {}
     for obj in objects:
-        match = _HOUR.search(obj.key)
-        if not match:
+        hour = member_hour(obj.key)
+        if hour is None:
             raise FatalError(
                 f"{obj.key}: the hour cannot be read from the name (Amplitude names members "
                 "<project>_<YYYY-MM-DD>_<H>#<n>.json.gz), so the object has no Parquet file to go to"
             )
-        by_hour.setdefault(int(match.group(1)), []).append(obj)
+        by_hour.setdefault(hour, []).append(obj)
     return dict(sorted(by_hour.items()))
 
 

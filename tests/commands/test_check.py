@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from amp_luigi import settings
+from amp_luigi import aws, projects
 from amp_luigi.commands import check
 from amp_luigi.emulator import Emulator
 from tests.conftest import API_KEY, SECRETS, Workspace
@@ -69,8 +69,8 @@ def test_a_wrong_setting_is_reported_before_any_request(workspace: Workspace, em
 @pytest.fixture
 def denied(in_process: Workspace, monkeypatch: pytest.MonkeyPatch) -> S3Faults:
     faults = S3Faults()
-    monkeypatch.setattr(settings, "_aws", s3_faults(faults))
-    settings.reset_clients()
+    monkeypatch.setattr(aws, "session_and_config", s3_faults(faults))
+    projects.reset()
     return faults
 
 

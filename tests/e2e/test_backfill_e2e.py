@@ -84,7 +84,7 @@ def test_a_long_range_goes_to_the_scheduler_in_batches_and_a_failed_day_blocks_o
     args = ("ExportRange", "--start", str(DAY), "--stop", stop, "--batch-days", "2", "--local-scheduler")
     run = workspace.luigi(*args, "--workers", "2")
     assert run.returncode == 30, run.stderr  # [retcode] task_failed
-    assert "batch=True" in run.stderr, "the days went to the scheduler in batches"
+    assert "DayBatch(" in run.stderr, "the days went to the scheduler in batches"
     assert sorted(workspace.keys("python_import/_verified/")) == [
         f"python_import/_verified/{day}.json" for day in days[1:]
     ]

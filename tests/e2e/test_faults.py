@@ -19,7 +19,7 @@ import luigi
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from amp_luigi import settings
+from amp_luigi import aws, projects
 from amp_luigi.emulator import FAULT_KINDS, Emulator
 from amp_luigi.settings import storage
 from amp_luigi.tasks import ExportDay, ExtractDay, UploadDay, VerifyDay
@@ -33,9 +33,9 @@ ATTEMPTS = 3  # [amplitude] max_attempts and, in tests, [storage] max_attempts
 @pytest.fixture(autouse=True)
 def fresh_s3_clients() -> Iterator[None]:
     """Sessions and clients are cached per process; each test gets its own, with its own fault hooks."""
-    settings.reset_clients()
+    projects.reset()
     yield
-    settings.reset_clients()
+    projects.reset()
 
 
 def configure(section: str, **options: object) -> None:
@@ -137,7 +137,7 @@ def test_a_504_is_answered_by_splitting_and_a_persistent_one_points_to_the_s3_ex
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> S3Faults:
     faults = S3Faults()
-    monkeypatch.setattr(settings, "_aws", s3_faults(faults))
+    monkeypatch.setattr(aws, "session_and_config", s3_faults(faults))
     return faults
 
 
