@@ -12,9 +12,11 @@ from amp_luigi.hours import HourRange
 from amp_luigi.layout import (
     DayLayout,
     ParquetLayout,
+    date_named,
     join_key,
     marker_date,
     marker_prefix,
+    member_hour,
     parquet_location_template,
     parquet_prefix,
     partial_path,
@@ -106,6 +108,33 @@ def test_the_probe_lives_apart_from_data_and_markers() -> None:
 )
 def test_only_a_marker_name_has_a_marker_date(key: str) -> None:
     assert marker_date(key) is None
+
+
+def test_a_day_is_named_by_its_iso_date_and_nothing_else_is_a_day() -> None:
+    assert date_named("2024-02-29") == dt.date(2024, 2, 29)
+    for name in ("2023-02-29", "not-a-day", "export", ""):
+        assert date_named(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "hour"),
+    [
+        ("187520/187520_2024-03-01_5#0.json.gz", 5),
+        ("187520_2024-03-01_23#12.json.gz", 23),
+        ("python_import/2024-03-01/187520_2024-03-01_0#1.json", 0),  # the object of a member
+        ("python_import/2024-03-01/187520_2024-03-01_7#0.json.gz", 7),  # kept as gzip
+        ("187520_2024-03-01_5.json.gz", None),
+        ("187520_2024-03-01_5#0.json.zst", None),
+        ("notes.json", None),
+    ],
+)
+def test_the_hour_of_a_member_or_its_object_is_read_from_the_name(name: str, hour: int | None) -> None:
+    assert member_hour(name) == hour
+
+
+@pytest.mark.parametrize("keep_gzip", [False, True])
+def test_an_object_key_keeps_the_hour_of_its_member(keep_gzip: bool) -> None:
+    assert member_hour(day(keep_gzip=keep_gzip).object_key(MEMBER)) == 5
 
 
 def test_a_named_project_lives_in_its_own_folder_and_staging() -> None:
