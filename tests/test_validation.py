@@ -3,12 +3,14 @@ setting as a user writes it and says what to write instead."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.validation import (
+    EXPORT_URLS,
     Setting,
     at_least,
     between,
@@ -16,7 +18,9 @@ from amp_luigi.validation import (
     credential,
     http_url,
     key_prefix,
+    not_after_today,
     one_of,
+    region_url,
     staging_dir,
 )
 
@@ -127,9 +131,9 @@ def test_a_key_with_a_space_or_unprintable_character_inside_is_refused_without_s
 
 
 def test_bounds_are_inclusive_and_named_with_the_value() -> None:
-    at_least(1, 1, Setting("amplitude", "max_attempts"))
-    between(5, 5, 5120, Setting("storage", "part_size_mib"))
-    between(5120, 5, 5120, Setting("storage", "part_size_mib"))
+    assert at_least(1, 1, Setting("amplitude", "max_attempts")) == 1
+    assert between(5, 5, 5120, Setting("storage", "part_size_mib")) == 5
+    assert between(5120.0, 5, 5120, Setting("storage", "part_size_mib")) == 5120.0
     with pytest.raises(ConfigError) as low:
         at_least(0, 1, Setting("amplitude", "max_attempts"))
     assert str(low.value) == "[amplitude] max_attempts = 0 must be at least 1."
@@ -145,6 +149,24 @@ def test_a_choice_must_be_one_of_the_listed_values() -> None:
     assert one_of("etag", ("auto", "etag"), setting) == "etag"
     with pytest.raises(ConfigError, match=r"AMP_S3_UPLOAD_PROOF .* = 'ETag' is not one of auto, etag\."):
         one_of("ETag", ("auto", "etag"), setting)
+
+
+def test_a_region_gives_its_export_url_and_an_unknown_one_lists_the_regions() -> None:
+    setting = Setting("amplitude", "region")
+    assert region_url("eu", setting) == EXPORT_URLS["eu"] == "https://analytics.eu.amplitude.com/api/2/export"
+    assert region_url("us", setting) == EXPORT_URLS["us"] == "https://amplitude.com/api/2/export"
+    with pytest.raises(
+        ConfigError, match=r"Unknown Amplitude region 'asia': set \[amplitude\] region to one of eu, us"
+    ):
+        region_url("asia", setting)
+
+
+def test_a_first_date_may_be_today_but_not_later() -> None:
+    setting = Setting("amplitude", "first_date")
+    today = dt.date.today()  # the check's own today is the same or, past midnight, later
+    assert not_after_today(today, setting) == today
+    with pytest.raises(ConfigError, match=r"\[amplitude\] first_date = 9999-01-01 is in the future"):
+        not_after_today(dt.date(9999, 1, 1), setting)
 
 
 def test_a_missing_staging_directory_is_created(tmp_path: Path) -> None:
