@@ -39,9 +39,9 @@ BUCKET = "amp-bench"
 def product_bin(cache: Path) -> Path:
     """The bin directory of a venv holding amp-luigi as `pip install` makes it, without the test tools.
 
-    Rebuilt when setup.py changes; PYTHONPATH (deployment_environment) puts this tree's code first.
+    Rebuilt when pyproject.toml changes; PYTHONPATH (deployment_environment) puts this tree's code first.
     """
-    venv = cache / f"venv-{hashlib.sha256((REPO / 'setup.py').read_bytes()).hexdigest()[:12]}"
+    venv = cache / f"venv-{hashlib.sha256((REPO / 'pyproject.toml').read_bytes()).hexdigest()[:12]}"
     if not (venv / "bin" / "luigi").exists():
         print(f"installing amp-luigi into {venv} (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

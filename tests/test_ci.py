@@ -6,16 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
 CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def pythons(versions: str) -> subprocess.CompletedProcess[str]:
+def pythons(versions: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(REPO / ".ci" / "pythons"), "--list"],
-        env={**os.environ, "CI_PYTHON_VERSIONS": versions},
+        env={**os.environ, "CI_PYTHON_VERSIONS": versions, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -31,22 +32,29 @@ def test_fewer_than_two_versions_found_is_a_clear_failure() -> None:
     assert "Install the others" in run.stderr
 
 
-def test_each_interpreter_found_is_the_cpython_it_is_named_for() -> None:
-    run = pythons("3.10 3.11 3.12 3.13")
-    if run.returncode == 1:  # a machine with one of them: the failure above
-        assert "only" in run.stderr
-        return
+def executable(path: Path, script: str) -> Path:
+    """An executable named like an interpreter: `script` answers `.ci/pythons`' version question."""
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_each_interpreter_found_is_the_cpython_it_is_named_for(tmp_path: Path) -> None:
+    """The interpreter running this test under its own version's name is found; of executables named
+    python3.96 to python3.99, the one answering as the CPython it is named for is found too (two must
+    be), while one claiming another version, one that is PyPy and one that fails to run are not.
+    PYENV_ROOT points nowhere, so these are the only candidates (no 3.9x is in /usr/bin)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = executable(bin_dir / f"python{CURRENT}", f'exec "{sys.executable}" "$@"')
+    named_for = executable(bin_dir / "python3.99", "echo CPython 3.99")
+    executable(bin_dir / "python3.98", "echo CPython 3.99")
+    executable(bin_dir / "python3.97", "echo PyPy 3.97")
+    executable(bin_dir / "python3.96", "exit 1")
+    run = pythons(
+        f"{CURRENT} 3.96 3.97 3.98 3.99",
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        PYENV_ROOT=str(tmp_path / "no-pyenv"),
+    )
     assert run.returncode == 0, run.stderr
-    for line in run.stdout.splitlines():
-        version, path = line.split(" ", 1)
-        answer = subprocess.run(
-            [
-                path,
-                "-c",
-                "import platform, sys; print(platform.python_implementation(), *sys.version_info[:2])",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert answer.stdout.split() == ["CPython", *version.split(".")]
+    assert run.stdout.splitlines() == [f"{CURRENT} {real}", f"3.99 {named_for}"]

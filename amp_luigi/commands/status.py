@@ -127,12 +127,12 @@ def main(
     if metrics_file is not None:
         from amp_luigi.commands import metrics
 
-        text = metrics.render([metrics.Target(labels, days) for _, labels, days in calendars], now_utc)
+        targets = [metrics.Target(labels, days) for _, labels, days in calendars]
         if metrics_file == "-":
-            out.write(text)
+            out.write(metrics.render(targets, now_utc))
         else:
             try:
-                metrics.write_atomic(Path(metrics_file), text)
+                metrics.write(Path(metrics_file), targets, now_utc)
             except OSError as error:  # the textfile directory missing or not writable: say so
                 print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
                 return 2

@@ -16,9 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from amp_luigi.commands import metrics
 from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus
-from amp_luigi.commands.metrics import Target, render, write_atomic
+from amp_luigi.commands.metrics import Target, render, write
 from tests.conftest import REPO, SECRETS, Workspace
 from tests.expect import setup_days
 from tests.operations_doc import DOC, example
@@ -108,8 +107,12 @@ def test_each_target_has_its_own_series_and_label_values_are_escaped() -> None:
 def test_the_file_is_replaced_whole_and_readable_by_another_user(tmp_path: Path) -> None:
     path = tmp_path / "amp_luigi.prom"
     path.write_text("old\n")
-    write_atomic(path, "new\n")
-    assert path.read_text() == "new\n"
+    umask = os.umask(0o077)  # a umask that would leave a new file unreadable to node_exporter
+    try:
+        write(path, [Target(LABELS, DAYS)], NOW)
+    finally:
+        os.umask(umask)
+    assert path.read_text() == render([Target(LABELS, DAYS)], NOW)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert os.listdir(tmp_path) == ["amp_luigi.prom"]
 
@@ -119,15 +122,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
 ) -> None:
     path = tmp_path / "amp_luigi.prom"
     path.write_text("old\n")
+    renamed: list[str] = []
 
-    def disk_full(*_: object) -> None:
+    def disk_full(source: str, *_: object) -> None:
+        renamed.append(source)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics.os, "replace", disk_full)
+    monkeypatch.setattr(os, "rename", disk_full)
+    monkeypatch.setattr(os, "replace", disk_full)
     with pytest.raises(OSError):
-        write_atomic(path, "new\n")
+        write(path, [Target(LABELS, DAYS)], NOW)
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["amp_luigi.prom"]
+    # The temporary was written beside the file (a rename within one file system) under a name
+    # node_exporter skips.
+    temporary = Path(renamed[0])
+    assert temporary.parent == tmp_path and not temporary.name.endswith(".prom")
 
 
 def status(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
