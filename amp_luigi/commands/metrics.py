@@ -39,7 +39,7 @@ DAY_SECONDS = 86400
 
 @dataclass(frozen=True)
 class Target:
-    """One export (a bucket and prefix; later a project) and the status of each day of its range."""
+    """One project's export (its bucket, prefix and project labels) and the status of each day of its range."""
 
     labels: dict[str, str]
     days: list[DayStatus] = field(default_factory=list)
