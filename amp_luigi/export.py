@@ -1,20 +1,40 @@
-"""ExportDay's stage: a whole UTC day downloaded from Amplitude into staging, then its index.
+"""ExportDay's stage: days downloaded from Amplitude into staging, then each day's index.
 
-A day is requested whole (`T00` to `T23`); Amplitude refuses a range over 4 GB (400) or times out
-building it (504), and then export_client.export_hours halves it, down to single hours. The index
-is written last, after every zip is on disk in full, so its existence means the download is done.
+A day is requested whole (`T00` to `T23`), or in the hour ranges its neighbours needed
+(amp_luigi.windows); several light days are requested as one window and the answer split by each
+member's date into each day's own archive, so a day's index and archives are what a one-day
+export of it gives. Amplitude refuses a range over 4 GB (400) or times out building it (504), and
+then export_client.export_hours halves it, days first, then hours. A day's index is written last,
+after every archive of the request is on disk in full and split: its existence means the download
+is done, and a window killed half way leaves none of its days exported.
+
+While a day's export is written its lock file is held (`layout.day_lock`), so two overlapping runs
+never write one day's staging at once: ExportDay waits for the holder and then finds the day done;
+a window leaves a held day out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+import fcntl
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
-from amp_luigi.errors import FatalError, NotYetAvailableError
-from amp_luigi.export_client import ExportClient, export_hours
+from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, StaleStateError
+from amp_luigi.export_client import ExportClient, ExportedPart, export_hours
 from amp_luigi.hours import HourRange, available_after
-from amp_luigi.layout import DayLayout
-from amp_luigi.records import ExportedRange, ExportIndex
+from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, partial_path, window_dir
+from amp_luigi.members import ZIP_ERRORS, Limits
+from amp_luigi.records import ExportedRange, ExportIndex, read_marker
+from amp_luigi.s3 import Bucket
+from amp_luigi.windows import NEIGHBOURS, Known, Window, consecutive
+
+ByteProgress = Callable[[HourRange, int, int | None], None]
+_COPY = 1024 * 1024
 
 
 def check_exportable(
@@ -37,15 +57,204 @@ def check_exportable(
 
 
 def export_day(
-    client: ExportClient,
-    layout: DayLayout,
-    on_bytes: Callable[[HourRange, int, int | None], None] | None = None,
+    client: ExportClient, layout: DayLayout, on_bytes: ByteProgress | None = None, hours_each: int = 24
 ) -> ExportIndex:
-    """Download the day's hours (archives already on disk are kept) and write the index last."""
-    parts = export_hours(client, HourRange.day(layout.date), layout.archive_path, on_bytes)
-    index = ExportIndex(
-        layout.date,
-        [ExportedRange(part.hours.label(), part.archive.name if part.archive else None) for part in parts],
+    """Download the day (archives already on disk are kept), in ranges of `hours_each` hours up
+    front, and write the index last. A single day's answer is its own archive: nothing to split."""
+    window = Window((layout.date,), hours_each, None)
+    return export_window(client, window, {layout.date: layout}, Limits(), on_bytes)[layout.date]
+
+
+def export_window(
+    client: ExportClient,
+    window: Window,
+    layouts: dict[dt.date, DayLayout],
+    limits: Limits,
+    on_bytes: ByteProgress | None = None,
+) -> dict[dt.date, ExportIndex]:
+    """Download the window's days with as few requests as Amplitude accepts, split what covers
+    several days into each day's own archive, then write every day's index.
+
+    An answer that cannot be split (a member of no day of the window, a damaged zip) is discarded
+    whole with an ArchiveError naming the member: none of the window's days is exported.
+    """
+    staging_root = layouts[window.first].staging_root
+    spool = window_dir(staging_root, window.first, window.last)
+    ranges: dict[dt.date, list[ExportedRange]] = {day: [] for day in window.days}
+    for requested in window.requests():
+        for part in export_hours(
+            client, requested, lambda hours: _archive_for(hours, layouts, spool), on_bytes
+        ):
+            for day, exported in _days_of(part, layouts, limits).items():
+                ranges[day].append(exported)
+    indices = {day: ExportIndex(day, parts) for day, parts in ranges.items()}
+    for day, index in indices.items():
+        index.save(layouts[day].export_index)
+    shutil.rmtree(spool, ignore_errors=True)
+    return indices
+
+
+def _archive_for(hours: HourRange, layouts: dict[dt.date, DayLayout], spool: Path) -> Path:
+    """A range within one day goes straight to that day's archives; a range of several days waits
+    in the window's spool until split."""
+    if hours.whole_days > 1:
+        return spool / f"{hours.label()}.zip"
+    return layouts[hours.start.date()].archive_path(hours)
+
+
+def _days_of(
+    part: ExportedPart, layouts: dict[dt.date, DayLayout], limits: Limits
+) -> dict[dt.date, ExportedRange]:
+    """What one answer gives each of its days: itself for a range within a day, else each day's
+    members in the archive a one-day request of that day would have given (None: no data, as a 404)."""
+    hours = part.hours
+    if hours.whole_days <= 1:
+        return {hours.start.date(): ExportedRange(hours.label(), part.archive.name if part.archive else None)}
+    days = [hours.start.date() + dt.timedelta(days=n) for n in range(hours.whole_days)]
+    written = (
+        split_by_day(
+            part.archive, {day: layouts[day].archive_path(HourRange.day(day)) for day in days}, limits
+        )
+        if part.archive
+        else set()
     )
-    index.save(layout.export_index)
-    return index
+    return {
+        day: ExportedRange(
+            HourRange.day(day).label(),
+            layouts[day].archive_path(HourRange.day(day)).name if day in written else None,
+        )
+        for day in days
+    }
+
+
+def split_by_day(archive: Path, destinations: dict[dt.date, Path], limits: Limits) -> set[dt.date]:
+    """Copy every member of `archive` whole into the archive of the day its name carries; returns
+    the days that got members. The archive is removed once split, or discarded when it cannot be."""
+    try:
+        with zipfile.ZipFile(archive) as source, contextlib.ExitStack() as outputs:
+            opened: dict[dt.date, zipfile.ZipFile] = {}
+            for info in source.infolist():
+                if info.is_dir():
+                    continue
+                day = _member_day(info.filename)
+                if day not in destinations:
+                    raise ArchiveError(
+                        f"{archive.name}: member {info.filename!r} belongs to no day of the window "
+                        f"({min(destinations)}..{max(destinations)}); Amplitude's export format may have changed"
+                    )
+                if day not in opened:
+                    partial = partial_path(destinations[day])
+                    partial.parent.mkdir(parents=True, exist_ok=True)
+                    opened[day] = outputs.enter_context(zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED))
+                _copy_member(source, info, opened[day], limits)
+    except ZIP_ERRORS as error:
+        _discard(archive, destinations)
+        raise ArchiveError(
+            f"{archive.name}: {error or type(error).__name__}; the window was discarded"
+        ) from error
+    except ArchiveError:
+        _discard(archive, destinations)
+        raise
+    for day in opened:
+        os.replace(partial_path(destinations[day]), destinations[day])
+    archive.unlink()
+    return set(opened)
+
+
+def _member_day(name: str) -> dt.date | None:
+    match = MEMBER_NAME.search(name.rsplit("/", 1)[-1])
+    return date_named(match["date"]) if match else None
+
+
+def _copy_member(
+    source: zipfile.ZipFile, info: zipfile.ZipInfo, out: zipfile.ZipFile, limits: Limits
+) -> None:
+    """The member's bytes, as they are (its zip CRC checked by the reading), refused past the
+    inflation limit, a zip bomb's way in."""
+    allowed = max(info.compress_size, 1) * limits.max_inflate_ratio
+    copied = 0
+    with source.open(info) as reader, out.open(zipfile.ZipInfo(info.filename, info.date_time), "w") as writer:
+        for chunk in iter(lambda: reader.read(_COPY), b""):
+            copied += len(chunk)
+            if copied > allowed:
+                raise ArchiveError(
+                    f"member {info.filename} inflates beyond {limits.max_inflate_ratio}x its size in the zip "
+                    "([staging] max_inflate_ratio): refused as a zip bomb"
+                )
+            writer.write(chunk)
+
+
+def _discard(archive: Path, destinations: dict[dt.date, Path]) -> None:
+    archive.unlink(missing_ok=True)
+    for dest in destinations.values():
+        partial_path(dest).unlink(missing_ok=True)
+
+
+def known_near(
+    bucket: Bucket, prefix: str, staging_root: Path, days: list[dt.date], verified: Iterable[dt.date]
+) -> dict[dt.date, Known]:
+    """What is known of the days around `days`: the verified markers of the NEIGHBOURS verified days
+    nearest each run of them (read several at a time; markers from before sizes were recorded say
+    nothing) and every day exported in staging."""
+    done = sorted(verified)
+    nearest: set[dt.date] = set()
+    for run in consecutive(days):
+        by_distance = sorted(done, key=lambda day: min(abs((day - run[0]).days), abs((day - run[-1]).days)))
+        nearest.update(by_distance[:NEIGHBOURS])
+    wanted = sorted(nearest)
+    records = bucket.map(
+        lambda day: read_marker(bucket, DayLayout(day, staging_root, prefix, False).verified_key), wanted
+    )
+    known = {
+        day: Known(record.gz_bytes, widest_hours(record.ranges))
+        for day, record in zip(wanted, records, strict=True)
+        if record is not None and record.gz_bytes is not None
+    }
+    return {**known, **staged_known(staging_root)}
+
+
+def staged_known(staging_root: Path) -> dict[dt.date, Known]:
+    """What the days exported in staging (and not yet verified) weighed, from their indices."""
+    found: dict[dt.date, Known] = {}
+    if not staging_root.is_dir():
+        return found
+    for path in staging_root.iterdir():
+        day = date_named(path.name)
+        index_path = path / "export" / "parts.json"
+        if day is None or not index_path.exists():
+            continue
+        try:
+            index = ExportIndex.load(index_path)
+        except StaleStateError:
+            continue  # ExtractDay names and discards it
+        archives = [path / "export" / part.archive for part in index.ranges if part.archive]
+        sizes = [archive.stat().st_size for archive in archives if archive.exists()]
+        found[day] = Known(sum(sizes), widest_hours(part.hours for part in index.ranges))
+    return found
+
+
+def widest_hours(labels: Iterable[str]) -> int:
+    """The widest of the hour ranges (labels `YYYYMMDDTHH-YYYYMMDDTHH`) a day was fetched in, at most 24."""
+    return min(24, max((_hours_of(label) for label in labels), default=24))
+
+
+def _hours_of(label: str) -> int:
+    start, end = (dt.datetime.strptime(part, "%Y%m%dT%H") for part in label.split("-"))
+    return HourRange(start, end).hours
+
+
+@contextlib.contextmanager
+def locked_days(staging_root: Path, days: list[dt.date], *, wait: bool) -> Iterator[list[dt.date]]:
+    """Hold the export locks of `days`: each waited for (`wait`), or the days held elsewhere left out."""
+    held: list[dt.date] = []
+    with contextlib.ExitStack() as stack:
+        for day in days:
+            path = day_lock(staging_root, day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(path.open("a"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                continue
+            held.append(day)
+        yield held

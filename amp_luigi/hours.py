@@ -1,8 +1,9 @@
 """Hour ranges as Amplitude's Export API sees them: UTC, both ends inclusive.
 
-A day is asked for as one range; when Amplitude refuses it as too large the range is halved until
-the parts are accepted or a single hour is left. Halving keeps the invariant that the parts cover
-every hour of the original exactly once.
+A day, or a window of several days, is asked for as one range; when Amplitude refuses it as too large
+the range is halved, a window at a day boundary until single days are left, then by hours until the
+parts are accepted or a single hour is left. Halving keeps the invariant that the parts cover every
+hour of the original exactly once.
 """
 
 from __future__ import annotations
@@ -26,8 +27,19 @@ class HourRange:
 
     @classmethod
     def day(cls, date: dt.date) -> HourRange:
-        start = dt.datetime.combine(date, dt.time())
-        return cls(start, start + 23 * HOUR)
+        return cls.days(date, date)
+
+    @classmethod
+    def days(cls, first: dt.date, last: dt.date) -> HourRange:
+        """Every hour of the days `first` to `last`, both inclusive."""
+        return cls(dt.datetime.combine(first, dt.time()), dt.datetime.combine(last, dt.time()) + 23 * HOUR)
+
+    @property
+    def whole_days(self) -> int:
+        """How many whole days the range is (0 when it starts or ends inside a day)."""
+        if self.start.hour != 0 or self.end.hour != 23:
+            return 0
+        return self.hours // 24
 
     @property
     def hours(self) -> int:
@@ -37,6 +49,9 @@ class HourRange:
         """Two ranges, earlier first, that together cover this one exactly; needs at least two hours."""
         if self.hours < 2:
             raise ValueError(f"a single hour cannot be split: {self}")
+        if self.whole_days > 1:  # a window splits between days, so each part is still whole days
+            middle = self.start + (self.whole_days // 2 * 24 - 1) * HOUR
+            return HourRange(self.start, middle), HourRange(middle + HOUR, self.end)
         middle = self.start + (self.hours // 2 - 1) * HOUR
         return HourRange(self.start, middle), HourRange(middle + HOUR, self.end)
 

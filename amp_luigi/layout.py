@@ -10,6 +10,10 @@ Staging (local), per day under `<data_dir>/<YYYY-MM-DD>/`:
     export/parts.json          the list of ranges and archives: ExportDay's output, written last
     members/<member>.json.gz   members extracted and checked
     manifest.json              names, sizes, checksums and event counts: ExtractDay's output
+and beside the days:
+    .windows/<first>..<last>/                a window's archives (several days in one request) until split
+    .windows/<first>..<last>@<as of>.json    what the window of the run started at <as of> did (WindowRecord)
+    .locks/<YYYY-MM-DD>                      held while the day's export is written: overlapping runs take turns
 
 S3, under `<prefix>/`:
     <YYYY-MM-DD>/<member>.json (or .json.gz with keep_gzip)   the data, one object per member
@@ -59,6 +63,32 @@ def parquet_prefix(prefix: str) -> str:
 def project_staging(data_dir: Path, project: str) -> Path:
     """A named project's staging root, apart from every other project's days."""
     return data_dir / project
+
+
+WINDOWS_DIR = ".windows"
+
+
+def window_dir(staging_root: Path, first: dt.date, last: dt.date) -> Path:
+    """Where a window's archives wait to be split into its days' own (hidden: not a day)."""
+    return staging_root / WINDOWS_DIR / f"{first}..{last}"
+
+
+def window_record(staging_root: Path, first: dt.date, last: dt.date, as_of: dt.datetime) -> Path:
+    """What the window of the run started `as_of` did (its days exported, or left to go alone)."""
+    return staging_root / WINDOWS_DIR / f"{first}..{last}@{as_of:%Y%m%dT%H%M%S}.json"
+
+
+def window_days(path: Path) -> tuple[dt.date, dt.date] | None:
+    """The first and last day a window's spool or record is named for, else None."""
+    first, _, rest = path.name.partition("..")
+    last = date_named(rest.split("@", 1)[0].removesuffix(".json"))
+    start = date_named(first)
+    return None if start is None or last is None else (start, last)
+
+
+def day_lock(staging_root: Path, date: dt.date) -> Path:
+    """The file locked while a day's export is written; kept, so a lock never moves under its holder."""
+    return staging_root / ".locks" / date.isoformat()
 
 
 def partial_path(dest: Path) -> Path:

@@ -40,6 +40,11 @@ def export_resource(project: str) -> str:
     return f"{EXPORT_RESOURCE}_{project}" if project else EXPORT_RESOURCE
 
 
+def export_cap(config: Any, project: str) -> int:
+    """How many exports of the project run at once, as this worker's configuration says."""
+    return int(config.get("resources", export_resource(project), fallback=EXPORT_CAP))
+
+
 def project_names(sections: Iterable[str]) -> list[str]:
     """The projects a configuration names, one `[project.<name>]` section each, sorted."""
     return sorted(

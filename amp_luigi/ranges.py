@@ -36,18 +36,41 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import shutil
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import luigi
 from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
+from amp_luigi.errors import ConfigError, FatalError
+from amp_luigi.export import export_window, known_near, locked_days
 from amp_luigi.hours import last_available_day
+from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
+from amp_luigi.luigi_defaults import export_cap, export_resource
+from amp_luigi.progress import Progress
 from amp_luigi.projects import names, project
-from amp_luigi.settings import amplitude, parquet
-from amp_luigi.tasks import DayTask, ParquetDay, ProjectTask, RefreshDay, VerifyDay, settings_checked
+from amp_luigi.records import WindowRecord
+from amp_luigi.settings import amplitude, parquet, staging
+from amp_luigi.tasks import (
+    EXPORT_AHEAD_DAYS,
+    DayTask,
+    ExportDay,
+    ParquetDay,
+    ProjectTask,
+    RefreshDay,
+    VerifyDay,
+    day_priority,
+    download_progress,
+    settings_checked,
+)
+from amp_luigi.windows import Window, consecutive, plan, wave
+
+logger = logging.getLogger(__name__)
 
 
 def missing_days(daily: type[DayTask], params: Mapping[str, Any], days: list[dt.date]) -> list[DayTask]:
@@ -67,10 +90,81 @@ def _dates(start: dt.date, stop: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
 
 
+class ExportWindow(ProjectTask):
+    """Downloads consecutive missing days with one request (or one heavy day in the hour ranges its
+    neighbours needed) and writes each day's export, as ExportDay would have: those ExportDays are
+    complete before they are scheduled. Output: a WindowRecord in staging naming the days it
+    exported and why it left any to go alone (held by an overlapping run, or the window's error,
+    which then each day's own request meets or gets past: a window never fails its days).
+    """
+
+    first = luigi.DateParameter(description="The window's first day.")
+    last = luigi.DateParameter(description="The window's last day.")
+    hours_each = luigi.IntParameter(default=24, description="Hours per request up front (a heavy day).")
+    as_of = luigi.DateSecondParameter(description="The run's start: its records are this run's.")
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {export_resource(self.project): 1}
+
+    @property
+    def priority(self) -> int:  # type: ignore[override]
+        # Before any ExportDay of its days (which have EXPORT_AHEAD_DAYS more than their day).
+        return day_priority(self.first) + EXPORT_AHEAD_DAYS + 1
+
+    def days(self) -> list[dt.date]:
+        return _dates(self.first, self.last + dt.timedelta(days=1))
+
+    def output(self) -> luigi.LocalTarget:
+        root = project(self.project).staging_root
+        return luigi.LocalTarget(str(window_record(root, self.first, self.last, self.as_of)))
+
+    def complete(self) -> bool:
+        settings_checked(self.project)
+        return bool(self.output().exists())
+
+    def run(self) -> None:
+        settings = project(self.project)
+        progress = Progress(self)
+        layouts = {day: ExportDay(day, project=self.project).layout() for day in self.days()}
+        verified = VerifyDay.marked(self.project)
+        left: dict[str, str] = {}
+        with locked_days(settings.staging_root, self.days(), wait=False) as held:
+            left.update({str(day): "held by an overlapping run" for day in self.days() if day not in held})
+            todo = [day for day in held if day not in verified and not layouts[day].export_index.exists()]
+            for run in consecutive(todo):
+                window = Window(tuple(run), self.hours_each if len(run) == 1 else 24, None)
+                progress(
+                    f"requesting {window.label()} from Amplitude, waiting for the first byte", 0, final=True
+                )
+                try:
+                    export_window(
+                        settings.client(), window, layouts, staging().limits(), download_progress(progress)
+                    )
+                except FatalError as error:  # archive checks included: each day is asked for alone instead
+                    if isinstance(error, ConfigError):
+                        raise
+                    logger.warning("%s: %s. Its days are exported one by one.", window.label(), error)
+                    left.update({str(day): str(error) for day in run})
+                    shutil.rmtree(
+                        window_dir(settings.staging_root, window.first, window.last), ignore_errors=True
+                    )
+        exported = [day for day in self.days() if layouts[day].export_index.exists()]
+        WindowRecord(self.first, self.last, exported, left).save(Path(self.output().path))
+        progress(f"exported {len(exported)} of {len(self.days())} day(s)", 100, final=True)
+
+
 class DayBatch(ProjectTask):
-    """Consecutive days of a long ExportRange: requires nothing up front and yields its missing days
-    from run(), so they enter the scheduler only when a worker starts the batch. Complete when
-    every day of [start, stop) is."""
+    """Consecutive days of an ExportRange: requires nothing up front and yields, wave by wave, the
+    windows that fetch its missing days and then the days themselves, so they enter the scheduler
+    only when a worker starts the batch. Complete when every day of [start, stop) is.
+
+    Each wave is planned from what is known then (amp_luigi.windows): as many windows as the export
+    cap runs at once, only the first while nothing is known. Days are handed over once their
+    window is done and what waits in staging reaches what the windows in flight may hold (or no
+    window is left), so downloads overlap the extraction and upload of earlier days while staging
+    stays bounded; a day that fails then stops only the waves after it (the next run goes on).
+    """
 
     of = luigi.TaskParameter(description="The daily task of the batch's days.")
     of_params = luigi.DictParameter(
@@ -78,6 +172,7 @@ class DayBatch(ProjectTask):
     )
     start = luigi.DateParameter(description="The first day, inclusive.")
     stop = luigi.DateParameter(description="The day after the last one.")
+    as_of = luigi.DateSecondParameter(description="The run's start: the windows' records are this run's.")
 
     def missing(self) -> list[DayTask]:
         params = {**self.of_params, **({"project": self.project} if self.project else {})}
@@ -87,11 +182,52 @@ class DayBatch(ProjectTask):
         settings_checked(self.project)
         return not self.missing()
 
-    def run(self) -> Iterator[list[DayTask]]:
-        # Luigi runs run() again from the start once the yielded days are done: by then none is missing.
-        missing = self.missing()
-        if missing:
-            yield missing
+    def run(self) -> Iterator[list[luigi.Task]]:
+        # Luigi runs run() again from the start when the yielded tasks were not all done at once:
+        # every wave is planned from what staging and S3 hold then.
+        settings = project(self.project)
+        budget = amplitude().budget()
+        cap = export_cap(luigi.configuration.get_config(), self.project)
+        while missing := self.missing():
+            exports = {task.date: task.clone(ExportDay) for task in missing if isinstance(task, DayTask)}
+            fetched = {day for day, export in exports.items() if export.complete() or self.windowed(day)}
+            waiting = [day for day in exports if day not in fetched]
+            known = known_near(
+                settings.open_bucket(),
+                settings.prefix,
+                settings.staging_root,
+                waiting,
+                VerifyDay.marked(self.project),
+            )
+            windows = wave(plan(waiting, known, budget), cap) if waiting else []
+            staged = sum(known[day].bytes or 0 for day in fetched if day in known)
+            release = not windows or staged >= cap * budget.bytes
+            yield [
+                *(
+                    ExportWindow(w.first, w.last, w.hours_each, self.as_of, project=self.project)
+                    for w in windows
+                ),
+                *(task for task in missing if release and task.date in fetched),
+            ]
+        self.forget_windows()
+
+    def windowed(self, day: dt.date) -> bool:
+        """Whether a window of this run covered `day` (exported it, or left it to go alone)."""
+        return any(first <= day <= last for first, last in self._records())
+
+    def _records(self) -> list[tuple[dt.date, dt.date]]:
+        folder = project(self.project).staging_root / WINDOWS_DIR
+        stamp = f"@{self.as_of:%Y%m%dT%H%M%S}.json"
+        found = folder.glob(f"*{stamp}") if folder.is_dir() else []
+        return [days for days in map(window_days, found) if days is not None]
+
+    def forget_windows(self) -> None:
+        """Remove the records and spools of windows within the batch's days, once they are all done."""
+        folder = project(self.project).staging_root / WINDOWS_DIR
+        for path in folder.iterdir() if folder.is_dir() else []:
+            days = window_days(path)
+            if days is not None and self.start <= days[0] and days[1] < self.stop:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 class ExportRange(ProjectTask, RangeDaily):
@@ -182,12 +318,11 @@ class ExportRange(ProjectTask, RangeDaily):
         return [*missing, *self.refreshes(missing)]
 
     def deps(self) -> list[luigi.Task]:
-        """What the scheduler gets: every missing day for a short range, DayBatch tasks for a long one."""
+        """What the scheduler gets: the missing days in DayBatch tasks of at most `batch_days` days
+        (each fetches its days in right-sized windows), and the refreshes."""
         if self.per_project:
             return list(self.per_project)
         missing = self.missing()
-        if len(missing) <= self.batch_days:
-            return [*missing, *self.refreshes(missing)]
         chunks = [missing[n : n + self.batch_days] for n in range(0, len(missing), self.batch_days)]
         batches = [
             DayBatch(
@@ -195,6 +330,7 @@ class ExportRange(ProjectTask, RangeDaily):
                 of_params=self.of_params,
                 start=min(chunk[0].date, chunk[-1].date),
                 stop=max(chunk[0].date, chunk[-1].date) + dt.timedelta(days=1),
+                as_of=self.started,
                 project=self.project,
             )
             for chunk in chunks

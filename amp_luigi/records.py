@@ -1,6 +1,7 @@
 """The files the stages hand each other, typed and versioned, read and written only here.
 
     export/parts.json          ExportIndex   ExportDay -> ExtractDay: the hour ranges and their zips
+    .windows/<days>@<run>.json WindowRecord  ExportWindow -> DayBatch: which of its days it exported
     manifest.json              Manifest      ExtractDay -> UploadDay: every checked member
     _uploaded/<date>.json      DayRecord     UploadDay -> VerifyDay: the objects and S3's ETags
     _verified/<date>.json      DayRecord     VerifyDay -> users, status, RefreshDay, ParquetDay
@@ -102,6 +103,27 @@ class ExportIndex:
 
 
 @dataclass(frozen=True)
+class WindowRecord:
+    """What one window did: the days it exported, and why it left the others to go alone."""
+
+    first: dt.date
+    last: dt.date
+    exported: list[dt.date]
+    left: dict[str, str]  # day -> why (held by another run, or the window's error)
+
+    def save(self, path: Path) -> None:
+        _save(
+            path,
+            {
+                "first": self.first.isoformat(),
+                "last": self.last.isoformat(),
+                "exported": [day.isoformat() for day in self.exported],
+                "left": self.left,
+            },
+        )
+
+
+@dataclass(frozen=True)
 class MemberRecord:
     """One checked member: what the manifest says about it."""
 
@@ -188,6 +210,10 @@ class DayRecord:
     format: str = "json"  # the data objects' form: json or json.gz (keep_gzip)
     proof: str = ""  # [storage] upload_proof in force; '' in markers from before it existed
     verified_at: dt.datetime | None = None  # VerifyDay's moment (naive UTC); None on _uploaded/
+    # What the day's export weighed and the hour ranges it was fetched in: what the next days'
+    # requests are sized from (amp_luigi.windows). None and [] in markers from before they were.
+    gz_bytes: int | None = None
+    ranges: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -209,6 +235,8 @@ class DayRecord:
             "format": self.format,
             "proof": self.proof,
         }
+        if self.gz_bytes is not None:
+            data["export"] = {"gz_bytes": self.gz_bytes, "ranges": self.ranges}
         if self.verified_at is not None:
             data["verified_at"] = self.verified_at.replace(tzinfo=dt.timezone.utc).isoformat()
         return data
@@ -225,6 +253,8 @@ class DayRecord:
             format=str(data.get("format", "json")),
             proof=str(data.get("proof", "")),
             verified_at=_utc(data.get("verified_at")),
+            gz_bytes=int(data["export"]["gz_bytes"]) if "export" in data else None,
+            ranges=[str(hours) for hours in data["export"]["ranges"]] if "export" in data else [],
         )
 
 

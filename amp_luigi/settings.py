@@ -44,6 +44,7 @@ from amp_luigi.validation import (
     one_of,
     region_url,
 )
+from amp_luigi.windows import Budget
 
 logger = logging.getLogger(__name__)
 Rule = Callable[[Any, Setting], Any]
@@ -152,6 +153,14 @@ class amplitude(Section):
     read_timeout = luigi.FloatParameter(
         default=900.0, description="Seconds to wait for the next byte; Amplitude can think for minutes."
     )
+    window_mib = luigi.IntParameter(
+        default=512,
+        description="Several missing days go in one request while their estimated archive stays under this "
+        "(MiB); Amplitude refuses over 4 GB.",
+    )
+    max_window_days = luigi.IntParameter(
+        default=31, description="At most this many days in one request (Amplitude allows 365)."
+    )
 
     env = {"api_key": "AMP_API_KEY", "secret_key": "AMP_SECRET_KEY", "url": "AMP_EXPORT_URL"}
     required = ("api_key", "secret_key")
@@ -166,6 +175,8 @@ class amplitude(Section):
         "backoff_seconds": _least(0),
         "connect_timeout": _least(0.1),
         "read_timeout": _least(1),
+        "window_mib": _within(1, 4000, ": Amplitude refuses an export over 4 GB"),
+        "max_window_days": _within(1, 365, ": Amplitude exports at most 365 days per request"),
     }
 
     def export_url(self) -> str:
@@ -176,6 +187,9 @@ class amplitude(Section):
 
     def credentials(self) -> tuple[str, str]:
         return self.value("api_key"), self.value("secret_key")
+
+    def budget(self) -> Budget:
+        return Budget(self.value("window_mib") * 1024 * 1024, self.value("max_window_days"))
 
     def combined(self) -> list[Callable[[], object]]:
         return [

@@ -16,20 +16,21 @@ central scheduler shows.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar, NoReturn
 
 import luigi
 
 from amp_luigi.errors import ArchiveError, ConfigError, StaleStateError, VerificationError
-from amp_luigi.export import check_exportable, export_day
+from amp_luigi.export import check_exportable, export_day, known_near, locked_days
 from amp_luigi.extract import extract_day
 from amp_luigi.hours import HourRange
 from amp_luigi.layout import (
@@ -49,6 +50,7 @@ from amp_luigi.s3 import Bucket
 from amp_luigi.settings import amplitude, parquet, staging, storage
 from amp_luigi.upload import upload_day
 from amp_luigi.verify import differences
+from amp_luigi.windows import estimate
 
 logger = logging.getLogger(__name__)
 
@@ -211,14 +213,18 @@ class MarkerDay(DayTask):
         project, as keywords) and a one-shot iterator; the partial's class is read from `.func`.
         """
         keywords: dict[str, object] = cls.keywords if isinstance(cls, functools.partial) else {}
-        kind = cls.func.marker_dir if isinstance(cls, functools.partial) else cls.marker_dir
-        name = str(keywords.get("project", ""))
-        settings_checked(name)
+        kind: type[MarkerDay] = cls.func if isinstance(cls, functools.partial) else cls
         wanted = list(parameter_tuples)
-        settings = project(name)
-        listing = settings.open_bucket().listing(marker_prefix(settings.prefix, kind))
-        found = {marker_date(key) for key in listing}
+        found = kind.marked(str(keywords.get("project", "")))
         return [date for date in wanted if date in found]
+
+    @classmethod
+    def marked(cls, name: str) -> set[dt.date]:
+        """Every day of project `name` with this task's marker, from one listing."""
+        settings_checked(name)
+        settings = project(name)
+        listing = settings.open_bucket().listing(marker_prefix(settings.prefix, cls.marker_dir))
+        return {day for day in map(marker_date, listing) if day is not None}
 
     def discard(self) -> None:
         self.output().remove()
@@ -253,18 +259,48 @@ class ExportDay(DayTask):
         settings = self.project_settings()
         check_exportable(self.date, settings.first_date, amplitude().availability_lag_hours)
         progress = Progress(self)
-        # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
-        progress(f"requesting {self.day_label()} from Amplitude, waiting for the first byte", 0, final=True)
-
-        def on_bytes(hours: HourRange, received: int, total: int | None) -> None:
-            of_total = f" of {mib(total)}" if total else ""
-            percent = 100.0 * received / total if total else None
-            progress(f"downloading {hours.label()}: {mib(received)}{of_total}", percent)
-
         layout = self.layout()
-        index = export_day(settings.client(), layout, on_bytes)
+        with locked_days(layout.staging_root, [self.date], wait=True):
+            if (
+                self.output().exists()
+            ):  # while this task waited for the lock, its window or another run did it
+                progress(f"{self.day_label()} was exported with its window", 100, final=True)
+                return
+            hours_each = self.hours_each()
+            split = f" in {hours_each}-hour ranges, as its neighbours needed" if hours_each < 24 else ""
+            # Amplitude can think for minutes before the first byte: say so in the scheduler meanwhile.
+            progress(
+                f"requesting {self.day_label()} from Amplitude{split}, waiting for the first byte",
+                0,
+                final=True,
+            )
+            index = export_day(settings.client(), layout, download_progress(progress), hours_each)
         size = sum((layout.export_dir / part.archive).stat().st_size for part in index.ranges if part.archive)
         progress(f"downloaded {len(index.ranges)} range(s), {mib(size)}", 100, final=True)
+
+    def hours_each(self) -> int:
+        """The widest hour range the nearest exported days needed (24 where none was split)."""
+        settings = self.project_settings()
+        known = known_near(
+            settings.open_bucket(),
+            settings.prefix,
+            settings.staging_root,
+            [self.date],
+            VerifyDay.marked(self.project),
+        )
+        guess = estimate(self.date, known)
+        return 24 if guess is None else guess.widest_hours
+
+
+def download_progress(progress: Progress) -> Callable[[HourRange, int, int | None], None]:
+    """Bytes received of each range, for the scheduler's status line and progress bar."""
+
+    def on_bytes(hours: HourRange, received: int, total: int | None) -> None:
+        of_total = f" of {mib(total)}" if total else ""
+        percent = 100.0 * received / total if total else None
+        progress(f"downloading {hours.label()}: {mib(received)}{of_total}", percent)
+
+    return on_bytes
 
 
 class ExtractDay(DayTask):
@@ -382,7 +418,7 @@ class VerifyDay(MarkerDay):
                 )
             )
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        record = DayRecord(self.date, uploaded.objects, uploaded.format, uploaded.proof, verified_at=now)
+        record = dataclasses.replace(uploaded, verified_at=now)
         write_marker(bucket, layout.verified_key, record)
         if not staging().keep:
             shutil.rmtree(layout.day_dir, ignore_errors=True)

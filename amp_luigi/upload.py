@@ -60,7 +60,14 @@ def upload_day(
             "%s: deleting %d object(s) no longer in the export: %s", layout.date, len(strays), strays
         )
         bucket.delete(strays)
-    return DayRecord(layout.date, objects, format=layout.object_format, proof=bucket.proof.value)
+    return DayRecord(
+        layout.date,
+        objects,
+        format=layout.object_format,
+        proof=bucket.proof.value,
+        gz_bytes=sum(member.gz_bytes for member in manifest.members),
+        ranges=[part.hours for part in manifest.ranges],
+    )
 
 
 def abort_abandoned_uploads(bucket: Bucket, prefix: str) -> None:

@@ -8,13 +8,15 @@ import datetime as dt
 from luigi.execution_summary import LuigiStatusCode
 
 from amp_luigi.emulator import Emulator
-from amp_luigi.hours import last_available_day
-from amp_luigi.ranges import DayBatch, ExportRange
-from amp_luigi.tasks import VerifyDay
+from amp_luigi.hours import HourRange, last_available_day
+from amp_luigi.ranges import DayBatch, ExportRange, ExportWindow
+from amp_luigi.records import ExportedRange, ExportIndex
+from amp_luigi.tasks import ExportDay, VerifyDay
 from tests.conftest import DAY, Workspace
 from tests.test_tasks import PREFIX, build, data_keys, expected_keys, mark_verified, s3_calls
 
 __all__ = ["s3_calls"]  # a fixture, used by name
+AS_OF = dt.datetime(2024, 3, 10, 12)
 
 
 def at(day: dt.date, hour: int) -> int:
@@ -56,7 +58,11 @@ def test_export_range_fills_the_gaps_and_skips_verified_days(
         assert data_keys(in_process, day) == expected_keys(emulator, day)
         assert in_process.keys(f"{PREFIX}/_verified/{day}.json")
     touched = [call for call in s3_calls if "2024-03-02" in str(call) or "2024-03-04" in str(call)]
-    assert touched == [], "verified days are decided by the one listing, never checked one by one"
+    # Verified days are decided by the one listing, never checked one by one; their markers are
+    # read only as the neighbours the windows are sized from (amp_luigi.windows).
+    assert {(operation, path) for operation, path, _ in touched} <= {
+        ("GetObject", f"/{PREFIX}/_verified/{day}.json") for day in (days[1], days[3])
+    }
 
 
 def test_export_range_never_includes_a_day_not_yet_available(in_process: Workspace) -> None:
@@ -109,18 +115,44 @@ def test_a_long_range_hands_the_scheduler_batches_and_still_requires_every_missi
     assert not any(batch.complete() for batch in batches)
 
 
-def test_a_batch_yields_its_missing_days_and_is_complete_once_they_are(in_process: Workspace) -> None:
-    days = [DAY + dt.timedelta(days=n) for n in range(3)]
-    mark_verified(in_process, days[1])
-    batch = DayBatch(of=VerifyDay, start=days[0], stop=days[-1] + dt.timedelta(days=1))
+def test_a_batch_fetches_its_days_in_windows_learning_first_then_hands_them_over(
+    in_process: Workspace, emulator: Emulator
+) -> None:
+    days = [DAY + dt.timedelta(days=n) for n in range(5)]
+    batch = DayBatch(of=VerifyDay, start=days[0], stop=days[-1] + dt.timedelta(days=1), as_of=AS_OF)
+    waves = batch.run()
 
-    assert list(batch.run()) == [[VerifyDay(days[0]), VerifyDay(days[2])]]
-    for day in (days[0], days[2]):
+    first = next(waves)
+    assert first == [ExportWindow(days[0], days[0], 24, AS_OF)], "nothing known: one day, learnt first"
+    first[0].run()
+    second = next(waves)
+    assert second == [
+        ExportWindow(days[1], days[2], 24, AS_OF),
+        ExportWindow(days[3], days[4], 24, AS_OF),
+    ], "twice the days known, two windows at once (the export cap)"
+    for window in second:
+        window.run()
+    assert [(r.start, r.end) for r in emulator.requests] == [
+        ("20240301T00", "20240301T23"),
+        ("20240302T00", "20240303T23"),
+        ("20240304T00", "20240305T23"),
+    ]
+    assert next(waves) == [VerifyDay(day) for day in days], "every day fetched: handed over"
+    for day in days:
+        index = ExportIndex.load(ExportDay(day).layout().export_index)
+        assert index.ranges == [
+            ExportedRange(HourRange.day(day).label(), f"{HourRange.day(day).label()}.zip")
+        ]
         mark_verified(in_process, day)
-    assert batch.complete()
-    assert list(batch.run()) == [], "run() again after its days: nothing left to yield"
+    assert list(waves) == [] and batch.complete()
+    assert not (ExportDay(DAY).layout().staging_root / ".windows").exists() or not any(
+        (ExportDay(DAY).layout().staging_root / ".windows").iterdir()
+    ), "the batch's window records are removed once its days are done"
 
 
-def test_a_short_range_hands_the_scheduler_its_days(in_process: Workspace) -> None:
+def test_a_short_range_hands_the_scheduler_one_batch(in_process: Workspace) -> None:
     wrapper = ExportRange(start=DAY, stop=DAY + dt.timedelta(days=2), now=at(DAY + dt.timedelta(days=2), 12))
-    assert wrapper.deps() == [VerifyDay(DAY), VerifyDay(DAY + dt.timedelta(days=1))] == wrapper.requires()
+    assert wrapper.deps() == [
+        DayBatch(of=VerifyDay, start=DAY, stop=DAY + dt.timedelta(days=2), as_of=wrapper.started)
+    ]
+    assert wrapper.requires() == [VerifyDay(DAY), VerifyDay(DAY + dt.timedelta(days=1))]
