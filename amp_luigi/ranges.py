@@ -47,7 +47,7 @@ import luigi
 from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
-from amp_luigi.errors import ConfigError, FatalError
+from amp_luigi.errors import ConfigError, FatalError, StaleStateError
 from amp_luigi.export import export_window, known_near, locked_days
 from amp_luigi.hours import last_available_day
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
@@ -128,9 +128,8 @@ class ExportWindow(ProjectTask):
         progress = Progress(self)
         layouts = {day: ExportDay(day, project=self.project).layout() for day in self.days()}
         verified = VerifyDay.marked(self.project)
-        left: dict[str, str] = {}
+        error = None
         with locked_days(settings.staging_root, self.days(), wait=False) as held:
-            left.update({str(day): "held by an overlapping run" for day in self.days() if day not in held})
             todo = [day for day in held if day not in verified and not layouts[day].export_index.exists()]
             for run in consecutive(todo):
                 window = Window(tuple(run), self.hours_each if len(run) == 1 else 24, None)
@@ -141,17 +140,20 @@ class ExportWindow(ProjectTask):
                     export_window(
                         settings.client(), window, layouts, staging().limits(), download_progress(progress)
                     )
-                except FatalError as error:  # archive checks included: each day is asked for alone instead
-                    if isinstance(error, ConfigError):
+                except FatalError as failed:  # archive checks included: the days are asked for alone instead
+                    if isinstance(failed, ConfigError):
                         raise
-                    logger.warning("%s: %s. Its days are exported one by one.", window.label(), error)
-                    left.update({str(day): str(error) for day in run})
+                    error = f"{window.label()}: {failed}"
+                    logger.warning("%s. The days are exported one by one.", error)
                     shutil.rmtree(
                         window_dir(settings.staging_root, window.first, window.last), ignore_errors=True
                     )
+                    break
         exported = [day for day in self.days() if layouts[day].export_index.exists()]
-        WindowRecord(self.first, self.last, exported, left).save(Path(self.output().path))
-        progress(f"exported {len(exported)} of {len(self.days())} day(s)", 100, final=True)
+        others = [day for day in self.days() if day not in held]
+        WindowRecord(self.first, self.last, exported, others, error).save(Path(self.output().path))
+        done = f"exported {len(exported)} of {len(self.days())} day(s)"
+        progress(f"{done}; {error}" if error else done, 100, final=True)
 
 
 class DayBatch(ProjectTask):
@@ -190,8 +192,14 @@ class DayBatch(ProjectTask):
         cap = export_cap(luigi.configuration.get_config(), self.project)
         while missing := self.missing():
             exports = {task.date: task.clone(ExportDay) for task in missing if isinstance(task, DayTask)}
-            fetched = {day for day, export in exports.items() if export.complete() or self.windowed(day)}
-            waiting = [day for day in exports if day not in fetched]
+            records = self.records()
+            fetched = {
+                day for day, export in exports.items() if export.complete() or self.windowed(day, records)
+            }
+            # After a window gave up (a refusal, a damaged answer), the days go one by one: each
+            # meets, or gets past, the error alone, and one bad day holds back no other.
+            gave_up = any(record.error for record in records)
+            waiting = [day for day in exports if day not in fetched and not gave_up]
             known = known_near(
                 settings.open_bucket(),
                 settings.prefix,
@@ -201,25 +209,32 @@ class DayBatch(ProjectTask):
             )
             windows = wave(plan(waiting, known, budget), cap) if waiting else []
             staged = sum(known[day].bytes or 0 for day in fetched if day in known)
-            release = not windows or staged >= cap * budget.bytes
+            release = not windows or staged >= cap * budget.bytes or gave_up
             yield [
                 *(
                     ExportWindow(w.first, w.last, w.hours_each, self.as_of, project=self.project)
                     for w in windows
                 ),
-                *(task for task in missing if release and task.date in fetched),
+                *(task for task in missing if release and (task.date in fetched or gave_up)),
             ]
         self.forget_windows()
 
-    def windowed(self, day: dt.date) -> bool:
+    @staticmethod
+    def windowed(day: dt.date, records: list[WindowRecord]) -> bool:
         """Whether a window of this run covered `day` (exported it, or left it to go alone)."""
-        return any(first <= day <= last for first, last in self._records())
+        return any(record.first <= day <= record.last for record in records)
 
-    def _records(self) -> list[tuple[dt.date, dt.date]]:
+    def records(self) -> list[WindowRecord]:
+        """The records of this run's windows (a damaged one is taken as no window: its days go again)."""
         folder = project(self.project).staging_root / WINDOWS_DIR
-        stamp = f"@{self.as_of:%Y%m%dT%H%M%S}.json"
-        found = folder.glob(f"*{stamp}") if folder.is_dir() else []
-        return [days for days in map(window_days, found) if days is not None]
+        found = []
+        for path in folder.glob(f"*@{self.as_of:%Y%m%dT%H%M%S}.json") if folder.is_dir() else []:
+            try:
+                found.append(WindowRecord.load(path))
+            except StaleStateError as error:
+                logger.warning("%s; it was removed", error)
+                path.unlink(missing_ok=True)
+        return found
 
     def forget_windows(self) -> None:
         """Remove the records and spools of windows within the batch's days, once they are all done."""

@@ -104,12 +104,13 @@ class ExportIndex:
 
 @dataclass(frozen=True)
 class WindowRecord:
-    """What one window did: the days it exported, and why it left the others to go alone."""
+    """What one window did: the days it exported, those an overlapping run held, and its error."""
 
     first: dt.date
     last: dt.date
     exported: list[dt.date]
-    left: dict[str, str]  # day -> why (held by another run, or the window's error)
+    held: list[dt.date]  # left to the run that holds them
+    error: str | None = None  # why the window gave up; its days are then asked for one by one
 
     def save(self, path: Path) -> None:
         _save(
@@ -118,8 +119,23 @@ class WindowRecord:
                 "first": self.first.isoformat(),
                 "last": self.last.isoformat(),
                 "exported": [day.isoformat() for day in self.exported],
-                "left": self.left,
+                "held": [day.isoformat() for day in self.held],
+                "error": self.error,
             },
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> WindowRecord:
+        return _load(path, "the window record", cls._from_json)
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> WindowRecord:
+        return cls(
+            dt.date.fromisoformat(data["first"]),
+            dt.date.fromisoformat(data["last"]),
+            [dt.date.fromisoformat(day) for day in data["exported"]],
+            [dt.date.fromisoformat(day) for day in data["held"]],
+            data["error"],
         )
 
 

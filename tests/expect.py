@@ -173,3 +173,11 @@ def setup_days(workspace: Workspace) -> None:
     write_marker(workspace, "_uploaded", "2024-03-03", 5, 100)
     (workspace.data_dir / "2024-03-04" / "export").mkdir(parents=True)
     write_marker(workspace, "_verified", "2023-12-31", 1, 1)  # outside the range: not read
+
+
+def requested_days(start: str | None, end: str | None) -> list[dt.date]:
+    """The days an Export API request (`start`, `end` as `YYYYMMDDTHH`) asked for, whole or in part."""
+    if start is None or end is None:
+        return []
+    first, last = (dt.datetime.strptime(value, "%Y%m%dT%H").date() for value in (start, end))
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]

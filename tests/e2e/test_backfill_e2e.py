@@ -11,8 +11,16 @@ from tests.expect import run_holding
 SIX_DAYS = [DAY + dt.timedelta(days=n) for n in range(6)]
 
 
+def after_the_first_day(start: dt.datetime, end: dt.datetime) -> bool:
+    """The requests after the first day's, which goes alone: nothing is known until it is answered."""
+    return start.date() > DAY
+
+
 def test_more_workers_never_exceed_the_amplitude_export_resource(workspace: Workspace, emulator) -> None:
-    gate = emulator.gate(times=2)  # the first two exports are held until both are in flight
+    workspace.configure(
+        "amplitude", max_window_days=1
+    )  # a request a day, so there are several to run at once
+    gate = emulator.gate(times=2, match=after_the_first_day)  # held until both are in flight
     stop = SIX_DAYS[-1] + dt.timedelta(days=1)
     run = run_holding(
         gate,
@@ -35,7 +43,8 @@ def test_more_workers_never_exceed_the_amplitude_export_resource(workspace: Work
 
 def test_a_raised_cap_lets_more_exports_run_at_once(workspace: Workspace, emulator) -> None:
     workspace.configure("resources", amplitude_export=4)
-    gate = emulator.gate(times=4)
+    workspace.configure("amplitude", max_window_days=1)
+    gate = emulator.gate(times=4, match=after_the_first_day)
     stop = SIX_DAYS[-1] + dt.timedelta(days=1)
     run = run_holding(
         gate,

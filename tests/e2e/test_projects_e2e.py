@@ -14,7 +14,7 @@ import pytest
 from amp_luigi.emulator import EmulatedProject, Emulator
 from amp_luigi.testing.local import Luigid, clean_environment, project_config
 from tests.conftest import DAY, SECRETS, Workspace
-from tests.expect import PREFIX, assert_days_exact, output, run_holding
+from tests.expect import PREFIX, assert_days_exact, output, requested_days, run_holding
 
 DAYS = [DAY + dt.timedelta(days=n) for n in range(3)]
 IOS_SECRET = "ios-SECRET-never-shown"
@@ -72,8 +72,11 @@ def test_two_projects_land_apart_with_their_own_task_ids_and_caps(
     luigid: Luigid,
 ) -> None:
     web, ios = projects
-    # The first three exports are held until all three are in flight: as many as the caps allow.
-    gate = emulator.gate(times=3)
+    # A request a day, so each project has several to run at once; the first day goes alone (nothing
+    # is known before it is answered), then three exports are held until all three are in flight: as
+    # many as the caps allow.
+    workspace.configure("amplitude", max_window_days=1)
+    gate = emulator.gate(times=3, match=lambda start, end: start.date() > DAYS[0])
     run = run_holding(gate, 3, lambda: export_range(workspace, luigid))
     assert run.returncode == 0, output(run)[-4000:]
     assert gate.held == 3
@@ -120,14 +123,16 @@ def test_a_project_with_wrong_keys_fails_alone(
     )
     assert_days_exact(workspace, web, DAYS, prefix=f"{PREFIX}web/", alone=False)
     assert workspace.keys(f"{PREFIX}ios/") == {}
-    assert [record.status for record in emulator.requests if not record.auth_ok] == [401] * len(DAYS)
+    # The first day's window, then each day alone: every day fails with the message.
+    assert [record.status for record in emulator.requests if not record.auth_ok] == [401] * (len(DAYS) + 1)
 
     emulator.reset_requests()
     fixed = export_range(workspace, luigid)
     assert fixed.returncode == 0, output(fixed)[-4000:]
     assert_days_exact(workspace, ios, DAYS, prefix=f"{PREFIX}ios/", alone=False)
     assert requests_of(emulator, web) == 0, "web's days were not exported again"
-    assert requests_of(emulator, ios) == len(DAYS)
+    asked = [day for record in emulator.requests for day in requested_days(record.start, record.end)]
+    assert sorted(asked) == DAYS, "each of ios's days asked for once (the first alone, then a window)"
 
 
 def test_one_project_alone_and_its_status(

@@ -10,6 +10,7 @@ import json
 from amp_luigi.emulator import Dataset
 from amp_luigi.hours import HourRange
 from tests.conftest import DAY, SECRETS, Workspace
+from tests.expect import requested_days
 
 DAYS = [DAY + dt.timedelta(days=n) for n in range(3)]
 STOP = str(DAYS[-1] + dt.timedelta(days=1))
@@ -77,7 +78,8 @@ def test_refresh_days_with_a_missing_day_exports_it_once(workspace: Workspace, e
         "ExportRange", "--start", str(DAY), "--stop", STOP, "--refresh-days", "2", "--local-scheduler"
     )
     assert run.returncode == 0, run.stderr
-    assert sorted(record.start for record in emulator.requests) == [f"{day:%Y%m%d}T00" for day in DAYS]
+    asked = sorted(day for record in emulator.requests for day in requested_days(record.start, record.end))
+    assert asked == DAYS, "each day asked for once (several in one window)"
     for day in DAYS:
         assert_s3_holds_exactly(workspace, emulator, day)
 
