@@ -51,6 +51,25 @@ def main(argv: list[str] | None = None) -> int:
         "(atomically, for node_exporter's textfile collector); '-' prints them instead of the calendar",
     )
 
+    plan = commands.add_parser(
+        "plan",
+        help="before a backfill: the days missing, every request to Amplitude it makes, peak staging, time",
+        description="Prints, per project and without asking Amplitude anything, the days of [--start, --stop) "
+        "that are missing, the windows the run would request (days and estimated size), the peak staging "
+        "disk, and how long Amplitude's side takes at --latency seconds a request.",
+    )
+    plan.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    plan.add_argument(
+        "--stop", type=dt.date.fromisoformat, help="day after the last one (default: every day)"
+    )
+    plan.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+    )
+    plan.add_argument(
+        "--latency", type=float, default=60.0, help="seconds Amplitude takes before a first byte (default 60)"
+    )
+
     check = commands.add_parser(
         "check",
         help="check every setting, then each S3 permission amp-luigi needs (and with --amplitude the keys)",
@@ -109,10 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             latency=args.latency,
         )
     from amp_luigi.commands import check as check_module
+    from amp_luigi.commands import plan as plan_module
     from amp_luigi.commands import status as status_module
     from amp_luigi.errors import AmpLuigiError
 
     try:
+        if args.command == "plan":
+            return plan_module.main(
+                args.start, args.stop, project=args.project, latency=args.latency, out=sys.stdout
+            )
         if args.command == "check":
             return check_module.main(amplitude_too=args.amplitude, out=sys.stdout, project=args.project)
         return status_module.main(

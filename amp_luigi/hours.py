@@ -71,3 +71,14 @@ def available_after(date: dt.date, lag_hours: float) -> dt.datetime:
 def last_available_day(now: dt.datetime, lag_hours: float) -> dt.date:
     """The newest day whose export is complete at `now` (naive UTC)."""
     return (now - dt.timedelta(hours=lag_hours)).date() - dt.timedelta(days=1)
+
+
+def exportable_days(
+    start: dt.date | None, stop: dt.date | None, first_date: dt.date, now: dt.datetime, lag_hours: float
+) -> list[dt.date]:
+    """The days of [start, stop) (from the project's first day, without start) that Amplitude can
+    export completely at `now`: never before `first_date`, never one not yet over plus the lag."""
+    first = max(start, first_date) if start else first_date
+    end = last_available_day(now, lag_hours) + dt.timedelta(days=1)
+    end = min(stop, end) if stop else end
+    return [first + dt.timedelta(days=n) for n in range((end - first).days)]

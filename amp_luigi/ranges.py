@@ -49,7 +49,7 @@ from luigi.tools.range import RangeDaily
 
 from amp_luigi.errors import ConfigError, FatalError, StaleStateError
 from amp_luigi.export import export_window, known_near, locked_days
-from amp_luigi.hours import last_available_day
+from amp_luigi.hours import exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
 from amp_luigi.luigi_defaults import export_cap, export_resource
 from amp_luigi.progress import Progress
@@ -68,7 +68,7 @@ from amp_luigi.tasks import (
     download_progress,
     settings_checked,
 )
-from amp_luigi.windows import Window, consecutive, plan, wave
+from amp_luigi.windows import Window, consecutive, in_batches, plan, wave
 
 logger = logging.getLogger(__name__)
 
@@ -309,9 +309,7 @@ class ExportRange(ProjectTask, RangeDaily):
                 "Either start needs to be specified or reverse needs to be True"
             )
         first = project(self.project).first_date
-        start = max(self.start, first) if self.start else first
-        end = last_available_day(self.started, amplitude().availability_lag_hours) + dt.timedelta(days=1)
-        return _dates(start, min(self.stop, end) if self.stop else end)
+        return exportable_days(self.start, self.stop, first, self.started, amplitude().availability_lag_hours)
 
     def missing(self) -> list[DayTask]:
         """The range's missing days, oldest first (`--reverse`: newest first), at most `task_limit`."""
@@ -338,7 +336,7 @@ class ExportRange(ProjectTask, RangeDaily):
         if self.per_project:
             return list(self.per_project)
         missing = self.missing()
-        chunks = [missing[n : n + self.batch_days] for n in range(0, len(missing), self.batch_days)]
+        chunks = in_batches(missing, self.batch_days)
         batches = [
             DayBatch(
                 of=self.daily(),

@@ -19,10 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 from amp_luigi.hours import HourRange
 
 DAY = dt.timedelta(days=1)
+T = TypeVar("T")
 # The nearest days whose export is known stand for a missing day: sizes vary from day to day
 # (weekends, releases), so a few neighbours, and the largest of them.
 NEIGHBOURS = 7
@@ -141,19 +143,27 @@ def wave(windows: list[Window], cap: int) -> list[Window]:
     return windows[:1] if windows and windows[0].learning else windows[:cap]
 
 
-def forecast(missing: list[dt.date], known: dict[dt.date, Known], budget: Budget, cap: int) -> list[Window]:
-    """Every request a run would make, planned wave by wave as the run plans them, each wave's days
-    known (with the size their window was estimated at, or an unknown one) when the next is planned.
-    What the plan command prints; the run itself learns the real sizes as they arrive."""
-    learnt = dict(known)
-    left = sorted(missing)
-    every: list[Window] = []
-    while left:
-        taken = wave(plan(left, learnt, budget), cap)
-        for window in taken:
-            each = None if window.estimate is None else math.ceil(window.estimate / len(window.days))
-            learnt.update({day: Known(each, window.hours_each) for day in window.days})
-        every += taken
-        done = {day for window in taken for day in window.days}
-        left = [day for day in left if day not in done]
-    return every
+def in_batches(days: list[T], size: int) -> list[list[T]]:
+    """The days in the batches a range hands the scheduler (ExportRange's DayBatch tasks)."""
+    return [days[n : n + size] for n in range(0, len(days), size)]
+
+
+def forecast(
+    missing: list[dt.date], known: dict[dt.date, Known], budget: Budget, cap: int, batch_days: int
+) -> list[list[Window]]:
+    """The waves of requests a run would make, each batch of days planned as its DayBatch plans it:
+    wave by wave, each wave's days known when the next is planned (at the size their window was
+    estimated at, or unknown). What the plan command prints; the run learns the real sizes."""
+    waves: list[list[Window]] = []
+    for batch in in_batches(sorted(missing), batch_days):
+        learnt = dict(known)
+        left = batch
+        while left:
+            taken = wave(plan(left, learnt, budget), cap)
+            for window in taken:
+                each = None if window.estimate is None else math.ceil(window.estimate / len(window.days))
+                learnt.update({day: Known(each, window.hours_each) for day in window.days})
+            waves.append(taken)
+            done = {day for window in taken for day in window.days}
+            left = [day for day in left if day not in done]
+    return waves
