@@ -12,7 +12,7 @@ Staging (local), per day under `<data_dir>/<YYYY-MM-DD>/`:
     manifest.json              names, sizes, checksums and event counts: ExtractDay's output
 and beside the days:
     .windows/<first>..<last>/                a window's archives (several days in one request) until split
-    .windows/<first>..<last>@<as of>.json    what the window of the run started at <as of> did (WindowRecord)
+    .windows/<first>..<last>.json            what the window did, until its batch is done (WindowRecord)
     .locks/<YYYY-MM-DD>                      held while the day's export is written: overlapping runs take turns
 
 S3, under `<prefix>/`:
@@ -73,15 +73,15 @@ def window_dir(staging_root: Path, first: dt.date, last: dt.date) -> Path:
     return staging_root / WINDOWS_DIR / f"{first}..{last}"
 
 
-def window_record(staging_root: Path, first: dt.date, last: dt.date, as_of: dt.datetime) -> Path:
-    """What the window of the run started `as_of` did (its days exported, or left to go alone)."""
-    return staging_root / WINDOWS_DIR / f"{first}..{last}@{as_of:%Y%m%dT%H%M%S}.json"
+def window_record(staging_root: Path, first: dt.date, last: dt.date) -> Path:
+    """What a window did (its days exported, or left to go alone), until its batch is done."""
+    return staging_root / WINDOWS_DIR / f"{first}..{last}.json"
 
 
 def window_days(path: Path) -> tuple[dt.date, dt.date] | None:
     """The first and last day a window's spool or record is named for, else None."""
     first, _, rest = path.name.partition("..")
-    last = date_named(rest.split("@", 1)[0].removesuffix(".json"))
+    last = date_named(rest.removesuffix(".json"))
     start = date_named(first)
     return None if start is None or last is None else (start, last)
 

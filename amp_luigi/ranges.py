@@ -101,7 +101,6 @@ class ExportWindow(ProjectTask):
     first = luigi.DateParameter(description="The window's first day.")
     last = luigi.DateParameter(description="The window's last day.")
     hours_each = luigi.IntParameter(default=24, description="Hours per request up front (a heavy day).")
-    as_of = luigi.DateSecondParameter(description="The run's start: its records are this run's.")
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
@@ -117,7 +116,7 @@ class ExportWindow(ProjectTask):
 
     def output(self) -> luigi.LocalTarget:
         root = project(self.project).staging_root
-        return luigi.LocalTarget(str(window_record(root, self.first, self.last, self.as_of)))
+        return luigi.LocalTarget(str(window_record(root, self.first, self.last)))
 
     def complete(self) -> bool:
         settings_checked(self.project)
@@ -174,7 +173,6 @@ class DayBatch(ProjectTask):
     )
     start = luigi.DateParameter(description="The first day, inclusive.")
     stop = luigi.DateParameter(description="The day after the last one.")
-    as_of = luigi.DateSecondParameter(description="The run's start: the windows' records are this run's.")
 
     def missing(self) -> list[DayTask]:
         params = {**self.of_params, **({"project": self.project} if self.project else {})}
@@ -211,24 +209,22 @@ class DayBatch(ProjectTask):
             staged = sum(known[day].bytes or 0 for day in fetched if day in known)
             release = not windows or staged >= cap * budget.bytes or gave_up
             yield [
-                *(
-                    ExportWindow(w.first, w.last, w.hours_each, self.as_of, project=self.project)
-                    for w in windows
-                ),
+                *(ExportWindow(w.first, w.last, w.hours_each, project=self.project) for w in windows),
                 *(task for task in missing if release and (task.date in fetched or gave_up)),
             ]
         self.forget_windows()
 
     @staticmethod
     def windowed(day: dt.date, records: list[WindowRecord]) -> bool:
-        """Whether a window of this run covered `day` (exported it, or left it to go alone)."""
+        """Whether a window covered `day` (exported it, or left it to go alone)."""
         return any(record.first <= day <= record.last for record in records)
 
     def records(self) -> list[WindowRecord]:
-        """The records of this run's windows (a damaged one is taken as no window: its days go again)."""
+        """What the windows not yet forgotten did. One a killed run left behind only sends its days
+        to go alone; a damaged one counts as none (its days are planned again)."""
         folder = project(self.project).staging_root / WINDOWS_DIR
         found = []
-        for path in folder.glob(f"*@{self.as_of:%Y%m%dT%H%M%S}.json") if folder.is_dir() else []:
+        for path in folder.glob("*.json") if folder.is_dir() else []:
             try:
                 found.append(WindowRecord.load(path))
             except StaleStateError as error:
@@ -241,8 +237,12 @@ class DayBatch(ProjectTask):
         folder = project(self.project).staging_root / WINDOWS_DIR
         for path in folder.iterdir() if folder.is_dir() else []:
             days = window_days(path)
-            if days is not None and self.start <= days[0] and days[1] < self.stop:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            if days is None or not self.start <= days[0] <= days[1] < self.stop:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 class ExportRange(ProjectTask, RangeDaily):
@@ -343,7 +343,6 @@ class ExportRange(ProjectTask, RangeDaily):
                 of_params=self.of_params,
                 start=min(chunk[0].date, chunk[-1].date),
                 stop=max(chunk[0].date, chunk[-1].date) + dt.timedelta(days=1),
-                as_of=self.started,
                 project=self.project,
             )
             for chunk in chunks

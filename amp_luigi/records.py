@@ -1,7 +1,7 @@
 """The files the stages hand each other, typed and versioned, read and written only here.
 
     export/parts.json          ExportIndex   ExportDay -> ExtractDay: the hour ranges and their zips
-    .windows/<days>@<run>.json WindowRecord  ExportWindow -> DayBatch: which of its days it exported
+    .windows/<days>.json       WindowRecord  ExportWindow -> DayBatch: which of its days it exported
     manifest.json              Manifest      ExtractDay -> UploadDay: every checked member
     _uploaded/<date>.json      DayRecord     UploadDay -> VerifyDay: the objects and S3's ETags
     _verified/<date>.json      DayRecord     VerifyDay -> users, status, RefreshDay, ParquetDay

@@ -4,16 +4,18 @@ downloaded (halved where Amplitude finds it too large, archives on disk kept) an
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from amp_luigi.errors import FatalError, NotYetAvailableError, TooLargeError
-from amp_luigi.export import check_exportable, export_day
+from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, TooLargeError
+from amp_luigi.export import check_exportable, export_day, locked_days, split_by_day
 from amp_luigi.export_client import ByteProgress
 from amp_luigi.hours import HourRange
 from amp_luigi.layout import DayLayout
+from amp_luigi.members import Limits
 from amp_luigi.records import ExportedRange, ExportIndex
 
 DAY = dt.date(2024, 3, 1)
@@ -136,3 +138,54 @@ def test_without_a_time_given_now_is_the_current_utc_time() -> None:
     tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
     with pytest.raises(NotYetAvailableError):
         check_exportable(tomorrow, DAY, 0)
+
+
+def member(day: dt.date, hour: int, part: int = 0) -> str:
+    return f"187520/187520_{day}_{hour}#{part}.json.gz"
+
+
+def window_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return path
+
+
+def test_a_window_is_split_by_each_members_date_into_each_days_archive(tmp_path: Path) -> None:
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    bodies = {member(DAY, 0): b"a" * 100, member(DAY, 23, 1): b"b", member(days[2], 5): b"c"}
+    source = window_zip(tmp_path / "window.zip", bodies)
+    destinations = {day: tmp_path / str(day) / "day.zip" for day in days}
+
+    assert split_by_day(source, destinations, Limits()) == {DAY, days[2]}, "the day between has no data"
+    assert not source.exists() and not destinations[days[1]].exists()
+    with zipfile.ZipFile(destinations[DAY]) as first:
+        assert {name: first.read(name) for name in first.namelist()} == {
+            member(DAY, 0): b"a" * 100,
+            member(DAY, 23, 1): b"b",
+        }
+
+
+def test_a_member_of_no_day_of_the_window_discards_the_whole_answer_naming_it(tmp_path: Path) -> None:
+    stray = member(DAY + dt.timedelta(days=9), 1)
+    source = window_zip(tmp_path / "window.zip", {member(DAY, 0): b"a", stray: b"b"})
+    destinations = {DAY: tmp_path / "day.zip"}
+    with pytest.raises(ArchiveError, match=re.escape(stray)):
+        split_by_day(source, destinations, Limits())
+    assert not source.exists() and list(tmp_path.iterdir()) == [], "nothing of the window is kept"
+
+
+def test_a_member_inflating_past_the_limit_is_refused_as_a_zip_bomb(tmp_path: Path) -> None:
+    source = window_zip(tmp_path / "window.zip", {member(DAY, 0): b"\0" * 1_000_000})
+    with pytest.raises(ArchiveError, match="zip bomb"):
+        split_by_day(source, {DAY: tmp_path / "day.zip"}, Limits(max_inflate_ratio=10))
+
+
+def test_a_days_export_lock_is_held_against_an_overlapping_writer(tmp_path: Path) -> None:
+    later = DAY + dt.timedelta(days=1)
+    with locked_days(tmp_path, [DAY], wait=True) as mine:
+        assert mine == [DAY]
+        with locked_days(tmp_path, [DAY, later], wait=False) as theirs:
+            assert theirs == [later], "a window leaves out the day another writer holds"
+    with locked_days(tmp_path, [DAY], wait=False) as again:
+        assert again == [DAY], "released with its holder"

@@ -16,7 +16,6 @@ from tests.conftest import DAY, Workspace
 from tests.test_tasks import PREFIX, build, data_keys, expected_keys, mark_verified, s3_calls
 
 __all__ = ["s3_calls"]  # a fixture, used by name
-AS_OF = dt.datetime(2024, 3, 10, 12)
 
 
 def at(day: dt.date, hour: int) -> int:
@@ -119,16 +118,16 @@ def test_a_batch_fetches_its_days_in_windows_learning_first_then_hands_them_over
     in_process: Workspace, emulator: Emulator
 ) -> None:
     days = [DAY + dt.timedelta(days=n) for n in range(5)]
-    batch = DayBatch(of=VerifyDay, start=days[0], stop=days[-1] + dt.timedelta(days=1), as_of=AS_OF)
+    batch = DayBatch(of=VerifyDay, start=days[0], stop=days[-1] + dt.timedelta(days=1))
     waves = batch.run()
 
     first = next(waves)
-    assert first == [ExportWindow(days[0], days[0], 24, AS_OF)], "nothing known: one day, learnt first"
+    assert first == [ExportWindow(days[0], days[0], 24)], "nothing known: one day, learnt first"
     first[0].run()
     second = next(waves)
     assert second == [
-        ExportWindow(days[1], days[2], 24, AS_OF),
-        ExportWindow(days[3], days[4], 24, AS_OF),
+        ExportWindow(days[1], days[2], 24),
+        ExportWindow(days[3], days[4], 24),
     ], "twice the days known, two windows at once (the export cap)"
     for window in second:
         window.run()
@@ -152,7 +151,5 @@ def test_a_batch_fetches_its_days_in_windows_learning_first_then_hands_them_over
 
 def test_a_short_range_hands_the_scheduler_one_batch(in_process: Workspace) -> None:
     wrapper = ExportRange(start=DAY, stop=DAY + dt.timedelta(days=2), now=at(DAY + dt.timedelta(days=2), 12))
-    assert wrapper.deps() == [
-        DayBatch(of=VerifyDay, start=DAY, stop=DAY + dt.timedelta(days=2), as_of=wrapper.started)
-    ]
+    assert wrapper.deps() == [DayBatch(of=VerifyDay, start=DAY, stop=DAY + dt.timedelta(days=2))]
     assert wrapper.requires() == [VerifyDay(DAY), VerifyDay(DAY + dt.timedelta(days=1))]

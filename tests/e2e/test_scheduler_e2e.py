@@ -16,7 +16,7 @@ import pytest
 
 from amp_luigi.testing.local import Luigid, clean_environment
 from tests.conftest import DAY, LUIGI, REPO, SECRETS, Workspace
-from tests.expect import poll
+from tests.expect import poll, requested_days
 
 FAMILIES = {"ExportDay", "ExtractDay", "UploadDay", "VerifyDay"}
 
@@ -62,20 +62,22 @@ def tasks(luigid: Luigid, status: str) -> dict[str, dict]:
 def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
     workspace: Workspace, emulator, luigid: Luigid
 ) -> None:
-    # Amplitude thinking before the first byte: the first day's export is held until the test has
-    # looked at luigid, where ExportDay must show as running and say what it waits for.
+    # Amplitude thinking before the first byte: the first day's export (its window: nothing is known
+    # yet, so it goes alone) is held until the test has looked at luigid, where the window must show
+    # as running and say what it waits for.
     gate = emulator.gate(match=DAY)
     stop = DAY + dt.timedelta(days=2)
     process = start(
         workspace, luigid, "ExportRange", "--start", str(DAY), "--stop", str(stop), "--workers", "2"
     )
     try:
-        poll(lambda: gate.held, "ExportDay to ask Amplitude for the first day", process)
+        poll(lambda: gate.held, "the first day's window to ask Amplitude for it", process)
         # The worker sends its status message to luigid before the request, so it is there by now.
         running = [
             task
             for task in tasks(luigid, "RUNNING").values()
-            if task["name"] == "ExportDay" and task["params"]["date"] == str(DAY)
+            if task["name"] == "ExportWindow"
+            and task["params"]["first"] == task["params"]["last"] == str(DAY)
         ]
         assert len(running) == 1, tasks(luigid, "RUNNING")
         assert running[0]["status_message"] == f"requesting {DAY} from Amplitude, waiting for the first byte"
@@ -86,18 +88,24 @@ def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
     assert code == 0, output
 
     done = tasks(luigid, "DONE")
-    assert {task["name"] for task in done.values()} == FAMILIES | {"ExportRange"}
+    assert {task["name"] for task in done.values()} == FAMILIES | {"ExportRange", "DayBatch", "ExportWindow"}
     for family in FAMILIES:
         finished = [task for task in done.values() if task["name"] == family]
         assert sorted(task["params"]["date"] for task in finished) == [
             str(DAY),
             str(DAY + dt.timedelta(days=1)),
         ]
-        for task in finished:
+        for task in finished if family != "ExportDay" else []:  # each ExportDay was done by its window
             assert task["progress_percentage"] == 100, task
             assert task["status_message"], task
+    windows = [task for task in done.values() if task["name"] == "ExportWindow"]
+    # The first day alone (nothing known), then the second (all that is left).
+    assert sorted((task["params"]["first"], task["params"]["last"]) for task in windows) == [
+        (str(day), str(day)) for day in (DAY, DAY + dt.timedelta(days=1))
+    ]
+    for task in windows:
+        assert task["progress_percentage"] == 100 and task["status_message"] == "exported 1 of 1 day(s)", task
     messages = {task["name"]: task["status_message"] for task in done.values()}
-    assert messages["ExportDay"].startswith("downloaded 1 range(s)")
     assert messages["ExtractDay"].startswith("extracted ")
     assert messages["UploadDay"].startswith("uploaded ")
     assert messages["VerifyDay"].startswith("verified ")
@@ -116,6 +124,9 @@ def test_every_stage_reports_progress_and_status_to_luigid_without_secrets(
             "days_back",
             "days_forward",
             "refresh_days",
+            "first",
+            "last",
+            "hours_each",
         }, task["params"]
 
     answers = [
@@ -185,7 +196,8 @@ def test_two_workers_on_one_scheduler_share_a_backfill_and_export_each_day_once(
     results = [finish(worker, timeout=300) for worker in workers]
     for code, output in results:
         assert code == 0, output
-    assert sorted(record.start for record in emulator.requests) == [f"{day:%Y%m%d}T00" for day in days]
+    asked = [day for record in emulator.requests for day in requested_days(record.start, record.end)]
+    assert sorted(asked) == days, "each day asked for once, by whichever host ran its window"
     assert {record.status for record in emulator.requests} == {200}
     assert emulator.peak_in_flight <= 2  # luigid's [resources] amplitude_export, across both hosts
     assert sorted(workspace.keys("python_import/_verified/")) == [
@@ -194,4 +206,7 @@ def test_two_workers_on_one_scheduler_share_a_backfill_and_export_each_day_once(
     done = tasks(luigid, "DONE")
     assert sum(task["name"] == "VerifyDay" for task in done.values()) == 10
     ran = [output.count(" done      ") for _, output in results]
-    assert sum(ran) == 41, ran  # 4 tasks a day plus ExportRange, once each, whichever host ran them
+    windows = sum(task["name"] == "ExportWindow" for task in done.values())
+    # Each task once, whichever host ran it: the range, its batch, its windows and three tasks a day
+    # (each ExportDay was done by its window before it was scheduled).
+    assert sum(ran) == 2 + windows + 3 * len(days), ran

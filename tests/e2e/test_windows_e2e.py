@@ -46,6 +46,8 @@ def test_a_windowed_backfill_is_byte_for_byte_the_days_exported_one_at_a_time(
         ("20240302T00", "20240303T23"),
         ("20240304T00", "20240305T23"),
     ]
+    # Each window a task of its own, named for its days.
+    assert re.search(r"running\s+ExportWindow\(first=2024-03-02, last=2024-03-03, ", output(run))
     windowed = {key[len(PREFIX) :]: workspace.read(key) for key in workspace.keys(PREFIX)}
     assert_days_exact(workspace, emulator, FIVE)
 
