@@ -51,11 +51,11 @@ from amp_luigi.errors import ConfigError, FatalError, StaleStateError
 from amp_luigi.export import export_window, known_near, locked_days
 from amp_luigi.hours import exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
-from amp_luigi.luigi_defaults import export_cap, export_resource
+from amp_luigi.luigi_defaults import export_resource
 from amp_luigi.progress import Progress
 from amp_luigi.projects import names, project
 from amp_luigi.records import WindowRecord
-from amp_luigi.settings import amplitude, parquet, staging
+from amp_luigi.settings import amplitude, export_cap, parquet, staging
 from amp_luigi.tasks import (
     EXPORT_AHEAD_DAYS,
     DayTask,
@@ -187,7 +187,7 @@ class DayBatch(ProjectTask):
         # every wave is planned from what staging and S3 hold then.
         settings = project(self.project)
         budget = amplitude().budget()
-        cap = export_cap(luigi.configuration.get_config(), self.project)
+        cap = export_cap(self.project)
         while missing := self.missing():
             exports = {task.date: task.clone(ExportDay) for task in missing if isinstance(task, DayTask)}
             records = self.records()

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import luigi
 from luigi.parameter import ParameterVisibility
 
+from amp_luigi import luigi_defaults
 from amp_luigi.errors import ConfigError
 from amp_luigi.layout import parquet_prefix
 from amp_luigi.members import Limits
@@ -354,6 +355,11 @@ def problems() -> list[str]:
 def config_sections() -> list[str]:
     """The sections of the Luigi configuration (luigi.cfg and LUIGI_CONFIG_PATH)."""
     return list(luigi.configuration.get_config().sections())
+
+
+def export_cap(project: str) -> int:
+    """How many of the project's exports run at once, as this worker's [resources] says."""
+    return luigi_defaults.export_cap(luigi.configuration.get_config(), project)
 
 
 def config_section(section: str) -> dict[str, str]:

@@ -17,15 +17,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TextIO
 
-import luigi
-
 from amp_luigi import projects
 from amp_luigi.export import known_near, staged_known
 from amp_luigi.hours import exportable_days
 from amp_luigi.layout import VERIFIED_DIR, marker_date, marker_prefix
-from amp_luigi.luigi_defaults import export_cap
 from amp_luigi.progress import mib
-from amp_luigi.settings import amplitude
+from amp_luigi.settings import amplitude, export_cap
 from amp_luigi.windows import Window, forecast
 
 BATCH_DAYS = 50  # ExportRange's batch_days default
@@ -68,7 +65,7 @@ def main(
         missing = [day for day in days if day not in verified]
         asked = [day for day in missing if day not in staged]
         known = known_near(bucket, settings.prefix, settings.staging_root, asked, verified)
-        cap = export_cap(luigi.configuration.get_config(), settings.name)
+        cap = export_cap(settings.name)
         waves = forecast(asked, known, budget, cap, BATCH_DAYS)
         windows = [window for each in waves for window in each]
         print(f"{settings.where()}  {days[0] if days else start} .. {days[-1] if days else start}", file=out)
