@@ -190,23 +190,22 @@ class DayBatch(ProjectTask):
         cap = export_cap(self.project)
         while missing := self.missing():
             exports = {task.date: task.clone(ExportDay) for task in missing if isinstance(task, DayTask)}
-            records = self.records()
+            records, verified = self.records(), VerifyDay.marked(self.project)
+            # Verified already (a later layer's days, ParquetDay's), exported, or done by a window.
             fetched = {
-                day for day, export in exports.items() if export.complete() or self.windowed(day, records)
+                day
+                for day, export in exports.items()
+                if day in verified or export.complete() or self.windowed(day, records)
             }
             # After a window gave up (a refusal, a damaged answer), the days go one by one: each
             # meets, or gets past, the error alone, and one bad day holds back no other.
             gave_up = any(record.error for record in records)
             waiting = [day for day in exports if day not in fetched and not gave_up]
             known = known_near(
-                settings.open_bucket(),
-                settings.prefix,
-                settings.staging_root,
-                waiting,
-                VerifyDay.marked(self.project),
+                settings.open_bucket(), settings.prefix, settings.staging_root, waiting, verified
             )
             windows = wave(plan(waiting, known, budget), cap) if waiting else []
-            staged = sum(known[day].bytes or 0 for day in fetched if day in known)
+            staged = sum(known[day].bytes or 0 for day in fetched - verified if day in known)
             release = not windows or staged >= cap * budget.bytes or gave_up
             yield [
                 *(ExportWindow(w.first, w.last, w.hours_each, project=self.project) for w in windows),
