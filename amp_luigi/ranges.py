@@ -10,12 +10,14 @@ decides its days itself.
 
 Luigi's scheduler costs O(pending tasks) per `get_work` call (spotify/luigi #1492, #1750): a
 backfill that requires 1,095 days at once puts ~4,400 tasks in the pending set and every step of the
-run pays for all of them, so the cost per day grows with the range. Over more than `batch_days`
-missing days, ExportRange therefore hands the scheduler DayBatch tasks of at most `batch_days` days
-instead of the days: a batch requires nothing up front and yields its days from run(), so they
-enter the scheduler only when a worker starts the batch. The pending set holds the batches plus the
-days of the few batches started, and a failed day blocks only its own batch: the other batches
-still land, and the run still exits non-zero ([retcode] task_failed).
+run pays for all of them, so the cost per day grows with the range. ExportRange therefore hands the
+scheduler DayBatch tasks of at most `batch_days` missing days instead of the days: a batch requires
+nothing up front and yields from run(), wave by wave, the ExportWindow tasks that fetch its days
+with right-sized requests (amp_luigi.windows: several days in one request, a heavy day split up
+front) and then the days, so they enter the scheduler only when a worker starts the batch. The
+pending set holds the batches plus the tasks of the few batches started, and a failed day stops
+only its own batch's later waves: the other batches still land, and the run still exits non-zero
+([retcode] task_failed).
 
 Amplitude keeps accepting events for a day after it ends (a device that was offline uploads them
 later), so a day exported on the morning after can still grow. `--refresh-days N` re-exports the
