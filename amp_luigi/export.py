@@ -18,21 +18,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from amp_luigi.errors import ArchiveError, FatalError, NotYetAvailableError, StaleStateError
+from amp_luigi.errors import ArchiveError, FatalError, NewerRecordError, NotYetAvailableError, StaleStateError
 from amp_luigi.export_client import ExportClient, ExportedPart, export_hours
 from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, partial_path, window_dir
-from amp_luigi.members import ZIP_ERRORS, Limits
-from amp_luigi.records import ExportedRange, ExportIndex, read_marker
+from amp_luigi.members import MEMBER_SUFFIX, ZIP_ERRORS, Limits
+from amp_luigi.records import DayRecord, ExportedRange, ExportIndex, read_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.windows import NEIGHBOURS, Known, Window, consecutive
 
+logger = logging.getLogger(__name__)
 ByteProgress = Callable[[HourRange, int, int | None], None]
 _COPY = 1024 * 1024
 
@@ -81,13 +83,16 @@ def export_window(
     staging_root = layouts[window.first].staging_root
     spool = window_dir(staging_root, window.first, window.last)
     ranges: dict[dt.date, list[ExportedRange]] = {day: [] for day in window.days}
+    split: set[dt.date] = set()
     for requested in window.requests():
         for part in export_hours(
             client, requested, lambda hours: _archive_for(hours, layouts, spool), on_bytes
         ):
             for day, exported in _days_of(part, layouts, limits).items():
                 ranges[day].append(exported)
-    indices = {day: ExportIndex(day, parts) for day, parts in ranges.items()}
+                if part.split and part.hours.whole_days == 0:  # refused whole: the day needed these hours
+                    split.add(day)
+    indices = {day: ExportIndex(day, parts, day in split) for day, parts in ranges.items()}
     for day, index in indices.items():
         index.save(layouts[day].export_index)
     shutil.rmtree(spool, ignore_errors=True)
@@ -136,6 +141,9 @@ def split_by_day(archive: Path, destinations: dict[dt.date, Path], limits: Limit
             for info in source.infolist():
                 if info.is_dir():
                     continue
+                if not info.filename.endswith(MEMBER_SUFFIX):
+                    logger.warning("%s: ignoring member %r, not a .json.gz file", archive.name, info.filename)
+                    continue
                 day = _member_day(info.filename)
                 if day not in destinations:
                     raise ArchiveError(
@@ -173,7 +181,9 @@ def _copy_member(
     inflation limit, a zip bomb's way in."""
     allowed = max(info.compress_size, 1) * limits.max_inflate_ratio
     copied = 0
-    with source.open(info) as reader, out.open(zipfile.ZipInfo(info.filename, info.date_time), "w") as writer:
+    copy = zipfile.ZipInfo(info.filename, info.date_time)
+    copy.external_attr = info.external_attr  # a symlink stays one, for extraction to refuse
+    with source.open(info) as reader, out.open(copy, "w", force_zip64=True) as writer:
         for chunk in iter(lambda: reader.read(_COPY), b""):
             copied += len(chunk)
             if copied > allowed:
@@ -202,11 +212,16 @@ def known_near(
         by_distance = sorted(done, key=lambda day: min(abs((day - run[0]).days), abs((day - run[-1]).days)))
         nearest.update(by_distance[:NEIGHBOURS])
     wanted = sorted(nearest)
-    records = bucket.map(
-        lambda day: read_marker(bucket, DayLayout(day, staging_root, prefix, False).verified_key), wanted
-    )
+
+    def size_of(day: dt.date) -> DayRecord | None:
+        try:
+            return read_marker(bucket, DayLayout(day, staging_root, prefix, False).verified_key)
+        except NewerRecordError:  # kept for the newer amp-luigi; it tells nothing here
+            return None
+
+    records = bucket.map(size_of, wanted)
     known = {
-        day: Known(record.gz_bytes, widest_hours(record.ranges))
+        day: Known(record.gz_bytes, widest_hours(record.ranges), record.split)
         for day, record in zip(wanted, records, strict=True)
         if record is not None and record.gz_bytes is not None
     }
@@ -229,7 +244,7 @@ def staged_known(staging_root: Path) -> dict[dt.date, Known]:
             continue  # ExtractDay names and discards it
         archives = [path / "export" / part.archive for part in index.ranges if part.archive]
         sizes = [archive.stat().st_size for archive in archives if archive.exists()]
-        found[day] = Known(sum(sizes), widest_hours(part.hours for part in index.ranges))
+        found[day] = Known(sum(sizes), widest_hours(part.hours for part in index.ranges), index.split)
     return found
 
 

@@ -11,6 +11,7 @@ Amplitude's answers, sorted once here (from its Export API documentation):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -192,6 +193,7 @@ class ExportClient:
 class ExportedPart:
     hours: HourRange
     archive: Path | None  # None: Amplitude had no data for these hours
+    split: bool = False  # a part of a range Amplitude refused as too large
 
 
 def export_hours(
@@ -213,5 +215,7 @@ def export_hours(
             raise FatalError(f"{error}. {S3_EXPORT_HINT}") from error
         logger.info("Amplitude refused %s as too large (%s); splitting it in two", hours.label(), error)
         return [
-            part for half in hours.halves() for part in export_hours(client, half, archive_path, progress)
+            dataclasses.replace(part, split=True)
+            for half in hours.halves()
+            for part in export_hours(client, half, archive_path, progress)
         ]

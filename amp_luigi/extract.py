@@ -25,6 +25,6 @@ def extract_day(
     if missing:
         raise ArchiveError(f"downloaded archive(s) {', '.join(missing)} vanished from {layout.export_dir}")
     members = extract_archives(archives, layout.members_dir, limits, on_member)
-    manifest = Manifest(layout.date, members, index.ranges)
+    manifest = Manifest(layout.date, members, index.ranges, index.split)
     manifest.save(layout.manifest_path)
     return manifest

@@ -50,7 +50,7 @@ from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
 from amp_luigi.errors import ConfigError, FatalError, StaleStateError
-from amp_luigi.export import export_window, known_near, locked_days
+from amp_luigi.export import check_exportable, export_window, known_near, locked_days
 from amp_luigi.hours import exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
 from amp_luigi.luigi_defaults import export_resource
@@ -128,9 +128,15 @@ class ExportWindow(ProjectTask):
         settings = project(self.project)
         progress = Progress(self)
         layouts = {day: ExportDay(day, project=self.project).layout() for day in self.days()}
-        verified = VerifyDay.marked(self.project)
         error = None
-        with locked_days(settings.staging_root, self.days(), wait=False) as held:
+        try:  # planned within the exportable days; a window run by hand is held to it too
+            for day in self.days():
+                check_exportable(day, settings.first_date, amplitude().availability_lag_hours)
+        except FatalError as refused:
+            error = str(refused)
+        with locked_days(settings.staging_root, [] if error else self.days(), wait=False) as held:
+            # Listed under the locks: a day another run verified meanwhile is not asked for again.
+            verified = VerifyDay.marked(self.project)
             todo = [day for day in held if day not in verified and not layouts[day].export_index.exists()]
             for run in consecutive(todo):
                 window = Window(tuple(run), self.hours_each if len(run) == 1 else 24, None)
@@ -151,7 +157,7 @@ class ExportWindow(ProjectTask):
                     )
                     break
         exported = [day for day in self.days() if layouts[day].export_index.exists()]
-        others = [day for day in self.days() if day not in held]
+        others = [day for day in self.days() if day not in held and not error]
         WindowRecord(self.first, self.last, exported, others, error).save(Path(self.output().path))
         done = f"exported {len(exported)} of {len(self.days())} day(s)"
         progress(f"{done}; {error}" if error else done, 100, final=True)
@@ -190,9 +196,12 @@ class DayBatch(ProjectTask):
         settings = project(self.project)
         budget = amplitude().budget()
         cap = export_cap(self.project)
+        handed: list[luigi.Task] = []
         while missing := self.missing():
             exports = {task.date: task.clone(ExportDay) for task in missing if isinstance(task, DayTask)}
-            records, verified = self.records(), VerifyDay.marked(self.project)
+            verified = VerifyDay.marked(self.project)
+            self.forget_windows(done=verified)
+            records = self.records()
             # Verified already (a later layer's days, ParquetDay's), exported, or done by a window.
             fetched = {
                 day
@@ -209,11 +218,15 @@ class DayBatch(ProjectTask):
             windows = wave(plan(waiting, known, budget), cap) if waiting else []
             staged = sum(known[day].bytes or 0 for day in fetched - verified if day in known)
             release = not windows or staged >= cap * budget.bytes or gave_up
-            yield [
+            tasks: list[luigi.Task] = [
                 *(ExportWindow(w.first, w.last, w.hours_each, project=self.project) for w in windows),
                 *(task for task in missing if release and (task.date in fetched or gave_up)),
             ]
-        self.forget_windows()
+            if tasks == handed:  # done, but a listing that lags says not yet: the next run looks again
+                return
+            handed = tasks
+            yield tasks
+        self.forget_windows(done=None)
 
     @staticmethod
     def windowed(day: dt.date, records: list[WindowRecord]) -> bool:
@@ -221,11 +234,14 @@ class DayBatch(ProjectTask):
         return any(record.first <= day <= record.last for record in records)
 
     def records(self) -> list[WindowRecord]:
-        """What the windows not yet forgotten did. One a killed run left behind only sends its days
-        to go alone; a damaged one counts as none (its days are planned again)."""
+        """What the windows over this batch's days did. One a killed run left behind only sends its
+        days to go alone; a damaged one counts as none (its days are planned again)."""
         folder = project(self.project).staging_root / WINDOWS_DIR
         found = []
         for path in folder.glob("*.json") if folder.is_dir() else []:
+            days = window_days(path)
+            if days is None or days[1] < self.start or days[0] >= self.stop:
+                continue
             try:
                 found.append(WindowRecord.load(path))
             except StaleStateError as error:
@@ -233,12 +249,22 @@ class DayBatch(ProjectTask):
                 path.unlink(missing_ok=True)
         return found
 
-    def forget_windows(self) -> None:
-        """Remove the records and spools of windows within the batch's days, once they are all done."""
+    def forget_windows(self, done: set[dt.date] | None) -> None:
+        """Remove the records and spools of windows whose days are all verified (`done`), or, with
+        None, of every window within the batch's days (all of them are by then), wherever the
+        batches of an earlier run began and ended."""
         folder = project(self.project).staging_root / WINDOWS_DIR
         for path in folder.iterdir() if folder.is_dir() else []:
             days = window_days(path)
-            if days is None or not self.start <= days[0] <= days[1] < self.stop:
+            if days is None:
+                continue
+            span = _dates(days[0], days[1] + dt.timedelta(days=1))
+            finished = (
+                all(day in done for day in span)
+                if done is not None
+                else self.start <= days[0] and days[1] < self.stop
+            )
+            if not finished:
                 continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

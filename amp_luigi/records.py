@@ -89,9 +89,11 @@ class ExportIndex:
 
     date: dt.date
     ranges: list[ExportedRange]
+    split: bool = False  # Amplitude refused a wider range: the day needed these smaller ones
 
     def save(self, path: Path) -> None:
-        _save(path, {"date": self.date.isoformat(), "parts": [asdict(part) for part in self.ranges]})
+        parts = [asdict(part) for part in self.ranges]
+        _save(path, {"date": self.date.isoformat(), "parts": parts, "split": self.split})
 
     @classmethod
     def load(cls, path: Path) -> ExportIndex:
@@ -99,7 +101,8 @@ class ExportIndex:
 
     @classmethod
     def _from_json(cls, data: dict[str, Any]) -> ExportIndex:
-        return cls(dt.date.fromisoformat(data["date"]), [ExportedRange(**part) for part in data["parts"]])
+        ranges = [ExportedRange(**part) for part in data["parts"]]
+        return cls(dt.date.fromisoformat(data["date"]), ranges, bool(data.get("split", False)))
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class Manifest:
     date: dt.date
     members: list[MemberRecord]
     ranges: list[ExportedRange] = field(default_factory=list)
+    split: bool = False  # from the export index: the day needed smaller hour ranges
 
     @property
     def events(self) -> int:
@@ -200,6 +204,7 @@ class Manifest:
                 "date": self.date.isoformat(),
                 "events": self.events,
                 "ranges": [asdict(part) for part in self.ranges],
+                "split": self.split,
                 "members": [asdict(member) for member in self.members],
             },
         )
@@ -214,6 +219,7 @@ class Manifest:
             date=dt.date.fromisoformat(data["date"]),
             members=[MemberRecord(**member) for member in data["members"]],
             ranges=[ExportedRange(**part) for part in data.get("ranges", [])],
+            split=bool(data.get("split", False)),
         )
 
 
@@ -230,6 +236,7 @@ class DayRecord:
     # requests are sized from (amp_luigi.windows). None and [] in markers from before they were.
     gz_bytes: int | None = None
     ranges: list[str] = field(default_factory=list)
+    split: bool = False
 
     @property
     def events(self) -> int:
@@ -252,7 +259,7 @@ class DayRecord:
             "proof": self.proof,
         }
         if self.gz_bytes is not None:
-            data["export"] = {"gz_bytes": self.gz_bytes, "ranges": self.ranges}
+            data["export"] = {"gz_bytes": self.gz_bytes, "ranges": self.ranges, "split": self.split}
         if self.verified_at is not None:
             data["verified_at"] = self.verified_at.replace(tzinfo=dt.timezone.utc).isoformat()
         return data
@@ -271,6 +278,7 @@ class DayRecord:
             verified_at=_utc(data.get("verified_at")),
             gz_bytes=int(data["export"]["gz_bytes"]) if "export" in data else None,
             ranges=[str(hours) for hours in data["export"]["ranges"]] if "export" in data else [],
+            split=bool(data.get("export", {}).get("split", False)),
         )
 
 

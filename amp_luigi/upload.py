@@ -67,6 +67,7 @@ def upload_day(
         proof=bucket.proof.value,
         gz_bytes=sum(member.gz_bytes for member in manifest.members),
         ranges=[part.hours for part in manifest.ranges],
+        split=manifest.split,
     )
 
 

@@ -35,7 +35,8 @@ class Known:
     """What one exported day says about its neighbours."""
 
     bytes: int | None  # the day's archive members as Amplitude sent them; None: not known (a forecast)
-    widest_hours: int  # the widest hour range Amplitude accepted for it: 24 unless it was split
+    widest_hours: int  # the widest hour range it was fetched in
+    split: bool = False  # Amplitude refused it a wider range: it needed those smaller ones
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,16 @@ def _neighbours(day: dt.date, known: dict[dt.date, Known]) -> list[Known]:
 
 
 def estimate(day: dt.date, known: dict[dt.date, Known]) -> Known | None:
-    """The largest neighbour's bytes and the narrowest hour range a neighbour needed; None alone."""
+    """The largest neighbour's bytes, and the narrowest hour range a neighbour needed after a
+    refusal (24 where none was refused: a day split up front only because its neighbours were says
+    nothing of its own, so once the refused days are no longer among the nearest the days are asked
+    for whole again); None alone."""
     near = _neighbours(day, known)
     if not near:
         return None
     sizes = [each.bytes for each in near if each.bytes is not None]
-    return Known(max(sizes) if sizes else None, min(each.widest_hours for each in near))
+    needed = [each.widest_hours for each in near if each.split]
+    return Known(max(sizes) if sizes else None, min(needed, default=24), split=bool(needed))
 
 
 def _growth(day: dt.date, known: dict[dt.date, Known], reach: int) -> int:
@@ -149,19 +154,27 @@ def in_batches(days: list[T], size: int) -> list[list[T]]:
 
 
 def forecast(
-    missing: list[dt.date], known: dict[dt.date, Known], budget: Budget, cap: int, batch_days: int
+    missing: list[dt.date],
+    known: dict[dt.date, Known],
+    budget: Budget,
+    cap: int,
+    batch_days: int,
+    downloaded: frozenset[dt.date] = frozenset(),
 ) -> list[list[Window]]:
-    """The waves of requests a run would make, each batch of days planned as its DayBatch plans it:
-    wave by wave, each wave's days known when the next is planned (at the size their window was
-    estimated at, or unknown). What the plan command prints; the run learns the real sizes."""
+    """The waves of requests a run would make, each batch of the missing days planned as its
+    DayBatch plans it (the days `downloaded` already need none): wave by wave, each wave's days
+    known when the next is planned (at the size their window was estimated at, or unknown). What
+    the plan command prints. The run learns the real sizes as they arrive, and a batch that starts
+    after another ended knows its days too: over one batch, the forecast is the upper bound."""
     waves: list[list[Window]] = []
     for batch in in_batches(sorted(missing), batch_days):
         learnt = dict(known)
-        left = batch
+        left = [day for day in batch if day not in downloaded]
         while left:
             taken = wave(plan(left, learnt, budget), cap)
             for window in taken:
                 each = None if window.estimate is None else math.ceil(window.estimate / len(window.days))
+                # Split up front, not refused: as the run records a day fetched so.
                 learnt.update({day: Known(each, window.hours_each) for day in window.days})
             waves.append(taken)
             done = {day for window in taken for day in window.days}

@@ -48,15 +48,24 @@ def test_a_window_holds_days_while_their_estimate_fits_the_budget() -> None:
 
 
 def test_the_estimate_is_the_largest_of_the_nearest_seven_and_the_narrowest_range() -> None:
-    near = {**known(days(0, 6), size=MiB), DAY + dt.timedelta(days=6): Known(9 * MiB, 6)}
-    far = {DAY - dt.timedelta(days=100): Known(900 * MiB, 1)}
+    near = {**known(days(0, 6), size=MiB), DAY + dt.timedelta(days=6): Known(9 * MiB, 6, split=True)}
+    far = {DAY - dt.timedelta(days=100): Known(900 * MiB, 1, split=True)}
     guess = estimate(DAY + dt.timedelta(days=7), {**near, **far})
-    assert guess == Known(9 * MiB, 6)
+    assert guess == Known(9 * MiB, 6, split=True)
     assert estimate(DAY, {}) is None
 
 
+def test_a_day_split_up_front_without_a_refusal_does_not_keep_its_neighbours_split() -> None:
+    """Only a refusal says a day needs smaller ranges: once the refused day is no longer among the
+    nearest seven, days are asked for whole again (and learn anew if still refused)."""
+    refused = {DAY: Known(3000 * MiB, 6, split=True)}
+    up_front = known(days(1, 7), size=3000 * MiB, hours=6)
+    assert estimate(DAY + dt.timedelta(days=3), {**refused, **up_front}) == Known(3000 * MiB, 6, split=True)
+    assert estimate(DAY + dt.timedelta(days=8), {**refused, **up_front}) == Known(3000 * MiB, 24)
+
+
 def test_a_heavy_neighbour_splits_each_day_up_front_in_its_ranges() -> None:
-    windows = plan(days(1, 3), {DAY: Known(3000 * MiB, 6)}, BUDGET)
+    windows = plan(days(1, 3), {DAY: Known(3000 * MiB, 6, split=True)}, BUDGET)
     assert [window.days for window in windows] == [(day,) for day in days(1, 3)]
     ranges = windows[0].requests()
     assert [(r.start.hour, r.end.hour) for r in ranges] == [(0, 5), (6, 11), (12, 17), (18, 23)]

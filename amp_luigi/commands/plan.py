@@ -66,7 +66,7 @@ def main(
         asked = [day for day in missing if day not in staged]
         known = known_near(bucket, settings.prefix, settings.staging_root, asked, verified)
         cap = export_cap(settings.name)
-        waves = forecast(asked, known, budget, cap, BATCH_DAYS)
+        waves = forecast(missing, known, budget, cap, BATCH_DAYS, frozenset(staged))
         windows = [window for each in waves for window in each]
         print(f"{settings.where()}  {days[0] if days else start} .. {days[-1] if days else start}", file=out)
         print(
@@ -75,12 +75,13 @@ def main(
             file=out,
         )
         requests = sum(len(window.requests()) for window in windows)
-        print(f"  requests to Amplitude: {requests}, in {len(windows)} window(s):", file=out)
+        bound = " at most" if len(missing) > BATCH_DAYS else ""  # later batches may know more by then
+        print(f"  requests to Amplitude:{bound} {requests}, in {len(windows)} window(s):", file=out)
         for number, window in enumerate(windows, start=1):
             print(f"    {number:>4}. {describe(window)}", file=out)
         peak = peak_staging(waves)
         print(
-            "  peak staging: " + ("unknown (sizes unknown)" if peak is None else f"~{mib(peak)}"),
+            "  peak staging, estimated: " + ("unknown (sizes unknown)" if peak is None else f"~{mib(peak)}"),
             file=out,
         )
         # A window's hour ranges go one after the other; the windows of a wave at once.
