@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)  # for tests
     sandbox.add_argument("--events-per-hour", type=int, default=200, help=argparse.SUPPRESS)
     sandbox.add_argument("--latency", type=float, default=0.0, help="emulator seconds per request")
+    sandbox.add_argument(
+        "--rate-mib", type=float, help="emulator MiB per second of each answer's body (default: no limit)"
+    )
 
     status = commands.add_parser(
         "status",
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             wait=not args.no_wait,
             events_per_hour=args.events_per_hour,
             latency=args.latency,
+            rate_mib=args.rate_mib,
         )
     from amp_luigi.commands import check as check_module
     from amp_luigi.commands import plan as plan_module

@@ -43,6 +43,7 @@ class Run:
     s3_requests: int = 0
     s3_cpu: float = 0.0  # the S3 server's, while the run ran: not part of `cpu`
     stderr: str = field(default="", repr=False)
+    returncode: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,4 +193,5 @@ def measure(
         s3_requests=after[1] - before[1],
         s3_cpu=after[2] - before[2],
         stderr=stderr,
+        returncode=child.returncode,
     )

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -25,6 +26,7 @@ import requests
 
 from amp_luigi.emulator import DatasetSpec, Emulator, hour_lines
 from amp_luigi.emulator.events import Dataset
+from amp_luigi.emulator.server import CHUNK
 
 pytestmark = pytest.mark.e2e  # every test here serves HTTP on loopback
 
@@ -484,6 +486,42 @@ def test_latency_delays_every_answer(emulator: Emulator) -> None:
     emulator.latency_seconds = 0.05
     assert export(emulator, "20240301T05", "20240301T05").status_code == 200
     assert emulator.requests[-1].duration >= 0.05
+
+
+def test_the_body_rate_waits_each_chunk_its_share_of_the_body() -> None:
+    waits: list[float] = []
+    rate = 0.5  # MiB/s
+    with Emulator(KEY, SECRET, events_per_hour=3000, latency_seconds=2.0, body_mib_per_second=rate,
+                  wait=waits.append) as emu:  # fmt: skip
+        response = export(emu, *DAY_RANGE)
+    assert response.status_code == 200
+    body = len(response.content)
+    assert body > 2 * CHUNK, "several chunks, so the rate is applied chunk by chunk"
+    latency, *chunks = waits
+    assert latency == 2.0
+    assert len(chunks) == math.ceil(body / CHUNK)
+    assert sum(chunks) == pytest.approx(body / (rate * 1024 * 1024))
+    assert max(chunks) == pytest.approx(CHUNK / (rate * 1024 * 1024))
+
+
+def test_without_a_rate_or_latency_nothing_waits() -> None:
+    waits: list[float] = []
+    with Emulator(KEY, SECRET, wait=waits.append) as emu:
+        assert export(emu, *DAY_RANGE).status_code == 200
+    assert waits == []
+
+
+def test_stopping_the_emulator_ends_a_slow_body_at_once() -> None:
+    emulator = Emulator(KEY, SECRET, events_per_hour=3000, body_mib_per_second=1e-6).start()  # days per chunk
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(export, emulator, *DAY_RANGE)
+        try:
+            assert emulator.wait_in_flight(1)
+        finally:
+            emulator.stop()
+        response = slow.result(timeout=30)
+    assert response.status_code == 200
+    assert zipfile.ZipFile(io.BytesIO(response.content)).testzip() is None, "the whole body, unharmed"
 
 
 def test_unknown_fault_kind_is_refused(emulator: Emulator) -> None:

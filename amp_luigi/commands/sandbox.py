@@ -113,6 +113,7 @@ def sandbox(
     with_scheduler: bool,
     events_per_hour: int,
     latency: float,
+    rate_mib: float | None = None,
     moto_process: bool = False,
 ) -> Iterator[Sandbox]:
     try:
@@ -133,7 +134,11 @@ def sandbox(
     workdir.mkdir(parents=True)
     (workdir / "luigi.cfg").write_text(project_config(tuple(keys)), encoding="utf-8")
     with contextlib.ExitStack() as stack:
-        emulator = Emulator(latency_seconds=latency, **_dataset(PROJECTS[0], keys, events_per_hour))
+        emulator = Emulator(
+            latency_seconds=latency,
+            body_mib_per_second=rate_mib,
+            **_dataset(PROJECTS[0], keys, events_per_hour),
+        )
         for project in PROJECTS[1:]:
             emulator.add_project(**_dataset(project, keys, events_per_hour))
         stack.enter_context(emulator)
@@ -190,6 +195,7 @@ def run(
     wait: bool = True,
     events_per_hour: int = 200,
     latency: float = 0.0,
+    rate_mib: float | None = None,
 ) -> int:
     """Run the sandbox and return the exit code: 0 when both runs behaved as the pipeline promises."""
     from amp_luigi.hours import last_available_day
@@ -203,7 +209,11 @@ def run(
     root = Path(tempfile.mkdtemp(prefix="amp-luigi-sandbox-"))
     try:
         with sandbox(
-            root, with_scheduler=with_scheduler, events_per_hour=events_per_hour, latency=latency
+            root,
+            with_scheduler=with_scheduler,
+            events_per_hour=events_per_hour,
+            latency=latency,
+            rate_mib=rate_mib,
         ) as box:
             return _demo(box, start, newest, wait)
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--empty-dates", type=_dates, default=spec.empty_dates, help="e.g. 2024-03-02")
     parser.add_argument("--cache-dir", help="keep built hours on disk across runs")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each first byte")
+    parser.add_argument("--rate-mib", type=float, help="MiB/s of each body (default: no limit)")
     parser.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, help="429 above this")
     parser.add_argument("--max-range-bytes", type=int, default=MAX_RANGE_BYTES, help="400 above this")
     parser.add_argument("--max-range-hours", type=int, help="504 for ranges of more hours")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         args.secret_key,
         port=args.port,
         latency_seconds=args.latency,
+        body_mib_per_second=args.rate_mib,
         max_concurrent=args.max_concurrent,
         max_range_bytes=args.max_range_bytes,
         max_range_hours_before_timeout=args.max_range_hours,

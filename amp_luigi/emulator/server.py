@@ -4,6 +4,9 @@ It answers `GET /api/2/export?start=YYYYMMDDTHH&end=YYYYMMDDTHH` like Amplitude 
 API documentation): 401 for wrong Basic credentials, 403 for the wrong region, 400 for a malformed
 range or one over the size limit ("Shorten the time ranges"), 404 for a range without data, 504 when
 the export would time out, 429 over the project's concurrency limit, else 200 with the zip.
+It waits like Amplitude too: `latency_seconds` before the first byte of every answer (Amplitude
+builds the export first) and, with `body_mib_per_second`, the body at that rate chunk by chunk;
+both waits end at once when the emulator stops.
 It serves several projects at once (`add_project`), each with its own key pair, events and
 concurrency slots, as Amplitude does: the key pair decides the project.
 """
@@ -21,7 +24,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 EXPORT_PATH = "/api/2/export"
 CHUNK = 256 * 1024
+MIB = 1024 * 1024
 SPOOL_BYTES = 16 * 1024**2  # zips up to this size stay in memory, bigger ones go to a temporary file
 MAX_CONCURRENT = 5  # Amplitude's concurrent export requests per project
 MAX_RANGE_BYTES = 4 * 1000**3  # Amplitude refuses exports over 4 GB
@@ -152,6 +156,8 @@ class Emulator(_Events):
         *,
         port: int = 0,
         latency_seconds: float = 0.0,
+        body_mib_per_second: float | None = None,
+        wait: Callable[[float], object] | None = None,
         max_concurrent: int = MAX_CONCURRENT,
         retry_after_seconds: int = 1,
         max_range_bytes: int | None = MAX_RANGE_BYTES,
@@ -169,6 +175,7 @@ class Emulator(_Events):
         ]
         self.port = port
         self.latency_seconds = latency_seconds
+        self.body_mib_per_second = body_mib_per_second  # None: as fast as the socket takes it
         self.max_concurrent = max_concurrent
         self.retry_after_seconds = retry_after_seconds
         self.max_range_bytes = max_range_bytes
@@ -181,6 +188,9 @@ class Emulator(_Events):
         self._peak_in_flight = 0
         self._flight = threading.Condition()
         self._stopping = threading.Event()
+        # Every wait (the latency, the body's rate) goes through here: stop() ends them all, and a
+        # test may pass its own to see what was waited without waiting.
+        self._wait = wait or self._stopping.wait
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -344,7 +354,8 @@ class Emulator(_Events):
             gate.hold(start, end)
         fault = self.faults.take(start, end)
         record.fault = fault.kind if fault else None
-        self._stopping.wait(self.latency_seconds)
+        if self.latency_seconds > 0:
+            self._wait(self.latency_seconds)
         if fault is None or fault.kind in ("slow_first_byte", *_CUTS):
             if fault is not None and fault.kind == "slow_first_byte":
                 waiter = fault.opts.get("until") or self._stopping
@@ -426,6 +437,8 @@ class Emulator(_Events):
                     chunk = body.read(min(CHUNK, limit - sent))
                     if not chunk:
                         break
+                    if self.body_mib_per_second:
+                        self._wait(len(chunk) / (self.body_mib_per_second * MIB))
                     if sent + len(chunk) >= limit:
                         self._finish(exchange)
                     handler.wfile.write(chunk)
