@@ -70,7 +70,7 @@ from amp_luigi.tasks import (
     download_progress,
     settings_checked,
 )
-from amp_luigi.windows import Window, consecutive, in_batches, plan, wave
+from amp_luigi.windows import BATCH_DAYS, Window, consecutive, in_batches, plan, wave
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +277,8 @@ class ExportRange(ProjectTask, RangeDaily):
     and with --refresh-days N the newest N complete days of the range again.
 
     requires() names every missing day (over every project, one range per project): it is what the
-    range's completeness means. deps(), what the scheduler is handed, is the same for up to
-    `batch_days` missing days, and DayBatch tasks over more (see the module docstring).
+    range's completeness means. deps(), what the scheduler is handed, is DayBatch tasks of up to
+    `batch_days` missing days each, and the refreshes (see the module docstring).
     """
 
     of = luigi.TaskParameter(
@@ -294,11 +294,11 @@ class ExportRange(ProjectTask, RangeDaily):
         "after a day was exported; 0 (the default) exports each day once.",
     )
     batch_days = luigi.IntParameter(
-        default=50,
+        default=BATCH_DAYS,
         significant=False,
         visibility=ParameterVisibility.HIDDEN,  # the scheduler shows only dates and Luigi's range knobs
-        description="Over more than this many missing days, hand the days to the scheduler in batches "
-        "of this size (DayBatch), so its pending set and its cost per step stay small.",
+        description="Hand the missing days to the scheduler in batches of at most this many (DayBatch), "
+        "each fetching its days in waves, so the scheduler's pending set and cost per step stay small.",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:

@@ -25,6 +25,10 @@ from amp_luigi.hours import HourRange
 
 DAY = dt.timedelta(days=1)
 T = TypeVar("T")
+# Days per DayBatch: each batch learns its first answer on its own and a failed day stops only its
+# own batch's later waves, so a half year: a year's backfill learns twice, and the scheduler's pending
+# set stays bounded by the waves (a wave's windows and the days of the wave before), not by this.
+BATCH_DAYS = 180
 # The nearest days whose export is known stand for a missing day: sizes vary from day to day
 # (weekends, releases), so a few neighbours, and the largest of them.
 NEIGHBOURS = 7
@@ -131,7 +135,7 @@ def plan(missing: list[dt.date], known: dict[dt.date, Known], budget: Budget) ->
                 windows.append(Window((first,), guess.widest_hours, size))
                 index += 1
                 continue
-            most = min(budget.max_days, _growth(first, known, budget.max_days), len(run) - index)
+            most = min(budget.max_days, _growth(first, known, 2 * budget.max_days), len(run) - index)
             if size:
                 most = min(most, max(1, budget.bytes // size))
             days = tuple(run[index : index + most])

@@ -23,9 +23,7 @@ from amp_luigi.hours import exportable_days
 from amp_luigi.layout import VERIFIED_DIR, marker_date, marker_prefix
 from amp_luigi.progress import mib
 from amp_luigi.settings import amplitude, export_cap
-from amp_luigi.windows import Window, forecast
-
-BATCH_DAYS = 50  # ExportRange's batch_days default
+from amp_luigi.windows import BATCH_DAYS, Window, forecast
 
 
 def peak_staging(waves: Sequence[Sequence[Window]]) -> int | None:
