@@ -48,7 +48,7 @@ def test_sandbox_exports_the_newest_days_of_two_projects_then_skips_them_all() -
     # each ExportDay was done by its window before it was scheduled.
     assert "* 21 ran successfully" in output
     assert "* 4 complete ones were encountered" in output
-    assert re.search(r"VerifyDay\(date=[\d-]+, project=ios\)", output), output
+    assert re.search(r"(ExtractDay|UploadDay|VerifyDay)\(date=[\d-]+, project=(ios|web)\)", output), output
     for day, _, _ in web:
         for project in ("web", "ios"):
             assert f"{project} {day}: skipped, verified marker unchanged" in output
