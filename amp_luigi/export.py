@@ -30,7 +30,7 @@ from amp_luigi.export_client import ExportClient, ExportedPart, export_hours
 from amp_luigi.hours import HourRange, available_after
 from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, partial_path, window_dir
 from amp_luigi.members import MEMBER_SUFFIX, ZIP_ERRORS, Limits
-from amp_luigi.records import DayRecord, ExportedRange, ExportIndex, read_marker
+from amp_luigi.records import DayRecord, ExportedRange, ExportIndex
 from amp_luigi.s3 import Bucket
 from amp_luigi.windows import NEIGHBOURS, Known, Window, consecutive
 
@@ -204,8 +204,8 @@ def known_near(
     bucket: Bucket, prefix: str, staging_root: Path, days: list[dt.date], verified: Iterable[dt.date]
 ) -> dict[dt.date, Known]:
     """What is known of the days around `days`: the verified markers of the NEIGHBOURS verified days
-    nearest each run of them (read several at a time; markers from before sizes were recorded say
-    nothing) and every day exported in staging."""
+    nearest each run of them (read several at a time, never changed: one damaged, newer, or from
+    before sizes were recorded says nothing) and every day exported in staging."""
     done = sorted(verified)
     nearest: set[dt.date] = set()
     for run in consecutive(days):
@@ -214,9 +214,14 @@ def known_near(
     wanted = sorted(nearest)
 
     def size_of(day: dt.date) -> DayRecord | None:
+        key = DayLayout(day, staging_root, prefix, False).verified_key
         try:
-            return read_marker(bucket, DayLayout(day, staging_root, prefix, False).verified_key)
-        except NewerRecordError:  # kept for the newer amp-luigi; it tells nothing here
+            data = bucket.read_json_if_exists(key)
+            return None if data is None else DayRecord.from_json(data, f"s3://{bucket.name}/{key}")
+        except (
+            StaleStateError,
+            NewerRecordError,
+        ):  # damaged or newer: it tells nothing here (VerifyDay repairs)
             return None
 
     records = bucket.map(size_of, wanted)

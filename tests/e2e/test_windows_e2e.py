@@ -212,3 +212,19 @@ def test_the_plan_names_the_requests_the_run_then_makes(workspace: Workspace, em
     assert run.returncode == 0, output(run)[-3000:]
     made = [(start[:8], end[:8]) for start, end in spans(emulator)]
     assert made == [(first.replace("-", ""), (last or first).replace("-", "")) for first, last in planned]
+
+
+def test_the_plan_only_reads_s3_a_damaged_or_newer_neighbour_tells_nothing_and_stays(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    damaged, newer = f"{PREFIX}_verified/2024-02-28.json", f"{PREFIX}_verified/2024-02-29.json"
+    workspace.s3.put_object(Bucket=workspace.bucket, Key=damaged, Body=b'{"date": "2024-02-2')
+    workspace.s3.put_object(
+        Bucket=workspace.bucket, Key=newer, Body=json.dumps({"version": 99, "date": "2024-02-29"}).encode()
+    )
+    before = {key: workspace.read(key) for key in workspace.keys(PREFIX)}
+    plan = workspace.amp_luigi("plan", "--start", str(DAY), "--stop", STOP)
+    assert plan.returncode == 0, plan.stderr
+    assert "unknown: grows from one day" in plan.stdout, "neither marker told a size"
+    assert {key: workspace.read(key) for key in workspace.keys(PREFIX)} == before
+    assert emulator.requests == []
