@@ -116,18 +116,10 @@ def _days_of(
     if hours.whole_days <= 1:
         return {hours.start.date(): ExportedRange(hours.label(), part.archive.name if part.archive else None)}
     days = [hours.start.date() + dt.timedelta(days=n) for n in range(hours.whole_days)]
-    written = (
-        split_by_day(
-            part.archive, {day: layouts[day].archive_path(HourRange.day(day)) for day in days}, limits
-        )
-        if part.archive
-        else set()
-    )
+    archives = {day: layouts[day].archive_path(HourRange.day(day)) for day in days}
+    written = split_by_day(part.archive, archives, limits) if part.archive else set()
     return {
-        day: ExportedRange(
-            HourRange.day(day).label(),
-            layouts[day].archive_path(HourRange.day(day)).name if day in written else None,
-        )
+        day: ExportedRange(HourRange.day(day).label(), archives[day].name if day in written else None)
         for day in days
     }
 
@@ -218,11 +210,8 @@ def known_near(
         try:
             data = bucket.read_json_if_exists(key)
             return None if data is None else DayRecord.from_json(data, f"s3://{bucket.name}/{key}")
-        except (
-            StaleStateError,
-            NewerRecordError,
-        ):  # damaged or newer: it tells nothing here (VerifyDay repairs)
-            return None
+        except (StaleStateError, NewerRecordError):
+            return None  # damaged or newer: it tells nothing here (VerifyDay repairs a damaged one)
 
     records = bucket.map(size_of, wanted)
     known = {
@@ -240,14 +229,16 @@ def staged_known(staging_root: Path) -> dict[dt.date, Known]:
         return found
     for path in staging_root.iterdir():
         day = date_named(path.name)
-        index_path = path / "export" / "parts.json"
-        if day is None or not index_path.exists():
+        if day is None:
+            continue
+        layout = DayLayout(day, staging_root, "", False)
+        if not layout.export_index.exists():
             continue
         try:
-            index = ExportIndex.load(index_path)
+            index = ExportIndex.load(layout.export_index)
         except StaleStateError:
             continue  # ExtractDay names and discards it
-        archives = [path / "export" / part.archive for part in index.ranges if part.archive]
+        archives = [layout.export_dir / part.archive for part in index.ranges if part.archive]
         sizes = [archive.stat().st_size for archive in archives if archive.exists()]
         found[day] = Known(sum(sizes), widest_hours(part.hours for part in index.ranges), index.split)
     return found
@@ -255,12 +246,7 @@ def staged_known(staging_root: Path) -> dict[dt.date, Known]:
 
 def widest_hours(labels: Iterable[str]) -> int:
     """The widest of the hour ranges (labels `YYYYMMDDTHH-YYYYMMDDTHH`) a day was fetched in, at most 24."""
-    return min(24, max((_hours_of(label) for label in labels), default=24))
-
-
-def _hours_of(label: str) -> int:
-    start, end = (dt.datetime.strptime(part, "%Y%m%dT%H") for part in label.split("-"))
-    return HourRange(start, end).hours
+    return min(24, max((HourRange.from_label(label).hours for label in labels), default=24))
 
 
 @contextlib.contextmanager

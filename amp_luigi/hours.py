@@ -62,6 +62,12 @@ class HourRange:
     def label(self) -> str:
         return f"{self.start:%Y%m%dT%H}-{self.end:%Y%m%dT%H}"
 
+    @classmethod
+    def from_label(cls, label: str) -> HourRange:
+        """The range a `label()` names (`YYYYMMDDTHH-YYYYMMDDTHH`), as indices and markers record it."""
+        start, end = (dt.datetime.strptime(part, "%Y%m%dT%H") for part in label.split("-"))
+        return cls(start, end)
+
 
 def available_after(date: dt.date, lag_hours: float) -> dt.datetime:
     """The moment (naive UTC) from which every hour of `date` can be exported completely."""

@@ -49,7 +49,7 @@ import luigi
 from luigi.parameter import ParameterVisibility
 from luigi.tools.range import RangeDaily
 
-from amp_luigi.errors import ConfigError, FatalError, StaleStateError
+from amp_luigi.errors import FatalError, StaleStateError
 from amp_luigi.export import check_exportable, export_window, known_near, locked_days
 from amp_luigi.hours import exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
@@ -86,6 +86,12 @@ def missing_days(daily: type[DayTask], params: Mapping[str, Any], days: list[dt.
     except NotImplementedError:
         return [task for task in (daily(date=day, **params) for day in days) if not task.complete()]
     return [daily(date=day, **params) for day in days if day not in done]
+
+
+def day_params(of_params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The parameters every day of a range gets besides its date: `--of-params` and the project
+    (left out for the unnamed one, whose task ids never had it)."""
+    return {**of_params, **({"project": name} if name else {})}
 
 
 def _dates(start: dt.date, stop: dt.date) -> list[dt.date]:
@@ -148,8 +154,6 @@ class ExportWindow(ProjectTask):
                         settings.client(), window, layouts, staging().limits(), download_progress(progress)
                     )
                 except FatalError as failed:  # archive checks included: the days are asked for alone instead
-                    if isinstance(failed, ConfigError):
-                        raise
                     error = f"{window.label()}: {failed}"
                     logger.warning("%s. The days are exported one by one.", error)
                     shutil.rmtree(
@@ -183,8 +187,7 @@ class DayBatch(ProjectTask):
     stop = luigi.DateParameter(description="The day after the last one.")
 
     def missing(self) -> list[DayTask]:
-        params = {**self.of_params, **({"project": self.project} if self.project else {})}
-        return missing_days(self.of, params, _dates(self.start, self.stop))
+        return missing_days(self.of, day_params(self.of_params, self.project), _dates(self.start, self.stop))
 
     def complete(self) -> bool:
         settings_checked(self.project)
@@ -314,8 +317,7 @@ class ExportRange(ProjectTask, RangeDaily):
         return ParquetDay if self.of is VerifyDay and parquet().enabled else self.of
 
     def day_params(self) -> dict[str, Any]:
-        """The parameters every day of the range gets besides its date: `--of-params` and the project."""
-        return {**self.of_params, **({"project": self.project} if self.project else {})}
+        return day_params(self.of_params, self.project)
 
     @functools.cached_property
     def per_project(self) -> list[ExportRange]:

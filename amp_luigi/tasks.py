@@ -261,9 +261,8 @@ class ExportDay(DayTask):
         progress = Progress(self)
         layout = self.layout()
         with locked_days(layout.staging_root, [self.date], wait=True):
-            if (
-                self.output().exists()
-            ):  # while this task waited for the lock, its window or another run did it
+            # While this task waited for the lock, its window or another run may have done it.
+            if self.output().exists():
                 progress(f"{self.day_label()} was exported with its window", 100, final=True)
                 return
             hours_each = self.hours_each()
