@@ -27,7 +27,7 @@ from pathlib import Path
 
 from amp_luigi.errors import ArchiveError, FatalError, NewerRecordError, NotYetAvailableError, StaleStateError
 from amp_luigi.export_client import ExportClient, ExportedPart, export_hours
-from amp_luigi.hours import HourRange, available_after
+from amp_luigi.hours import HourRange, available_after, days_between
 from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, partial_path, window_dir
 from amp_luigi.members import MEMBER_SUFFIX, ZIP_ERRORS, Limits
 from amp_luigi.records import DayRecord, ExportedRange, ExportIndex
@@ -115,7 +115,7 @@ def _days_of(
     hours = part.hours
     if hours.whole_days <= 1:
         return {hours.start.date(): ExportedRange(hours.label(), part.archive.name if part.archive else None)}
-    days = [hours.start.date() + dt.timedelta(days=n) for n in range(hours.whole_days)]
+    days = days_between(hours.start.date(), hours.end.date() + dt.timedelta(days=1))
     archives = {day: layouts[day].archive_path(HourRange.day(day)) for day in days}
     written = split_by_day(part.archive, archives, limits) if part.archive else set()
     return {

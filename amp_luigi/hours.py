@@ -79,6 +79,11 @@ def last_available_day(now: dt.datetime, lag_hours: float) -> dt.date:
     return (now - dt.timedelta(hours=lag_hours)).date() - dt.timedelta(days=1)
 
 
+def days_between(start: dt.date, stop: dt.date) -> list[dt.date]:
+    """The days of [start, stop)."""
+    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
+
+
 def exportable_days(
     start: dt.date | None, stop: dt.date | None, first_date: dt.date, now: dt.datetime, lag_hours: float
 ) -> list[dt.date]:
@@ -86,5 +91,4 @@ def exportable_days(
     export completely at `now`: never before `first_date`, never one not yet over plus the lag."""
     first = max(start, first_date) if start else first_date
     end = last_available_day(now, lag_hours) + dt.timedelta(days=1)
-    end = min(stop, end) if stop else end
-    return [first + dt.timedelta(days=n) for n in range((end - first).days)]
+    return days_between(first, min(stop, end) if stop else end)

@@ -51,7 +51,7 @@ from luigi.tools.range import RangeDaily
 
 from amp_luigi.errors import FatalError, StaleStateError
 from amp_luigi.export import check_exportable, export_window, known_near, locked_days
-from amp_luigi.hours import exportable_days
+from amp_luigi.hours import days_between, exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
 from amp_luigi.luigi_defaults import export_resource
 from amp_luigi.progress import Progress
@@ -94,10 +94,6 @@ def day_params(of_params: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {**of_params, **({"project": name} if name else {})}
 
 
-def _dates(start: dt.date, stop: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
-
-
 class ExportWindow(ProjectTask):
     """Downloads consecutive missing days with one request (or one heavy day in the hour ranges its
     neighbours needed) and writes each day's export, as ExportDay would have: those ExportDays are
@@ -120,7 +116,7 @@ class ExportWindow(ProjectTask):
         return day_priority(self.first) + EXPORT_AHEAD_DAYS + 1
 
     def days(self) -> list[dt.date]:
-        return _dates(self.first, self.last + dt.timedelta(days=1))
+        return days_between(self.first, self.last + dt.timedelta(days=1))
 
     def output(self) -> luigi.LocalTarget:
         root = project(self.project).staging_root
@@ -187,7 +183,9 @@ class DayBatch(ProjectTask):
     stop = luigi.DateParameter(description="The day after the last one.")
 
     def missing(self) -> list[DayTask]:
-        return missing_days(self.of, day_params(self.of_params, self.project), _dates(self.start, self.stop))
+        return missing_days(
+            self.of, day_params(self.of_params, self.project), days_between(self.start, self.stop)
+        )
 
     def complete(self) -> bool:
         settings_checked(self.project)
@@ -261,7 +259,7 @@ class DayBatch(ProjectTask):
             days = window_days(path)
             if days is None:
                 continue
-            span = _dates(days[0], days[1] + dt.timedelta(days=1))
+            span = days_between(days[0], days[1] + dt.timedelta(days=1))
             finished = (
                 all(day in done for day in span)
                 if done is not None

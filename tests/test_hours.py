@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amp_luigi.hours import HOUR, HourRange, available_after, last_available_day
+from amp_luigi.hours import HOUR, HourRange, available_after, days_between, last_available_day
 
 
 def leaves(hours: HourRange) -> list[HourRange]:
@@ -134,3 +134,12 @@ def test_a_range_round_trips_through_its_query_and_halves_exactly(start: dt.date
         assert (first.start, second.end) == (hour_range.start, hour_range.end)
         assert first.end + HOUR == second.start
         assert abs(first.hours - second.hours) <= 1
+
+
+def test_days_between_is_the_half_open_range() -> None:
+    assert days_between(dt.date(2024, 2, 28), dt.date(2024, 3, 2)) == [
+        dt.date(2024, 2, 28),
+        dt.date(2024, 2, 29),
+        dt.date(2024, 3, 1),
+    ]
+    assert days_between(dt.date(2024, 3, 1), dt.date(2024, 3, 1)) == []

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from amp_luigi.hours import days_between
 from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, date_named, marker_date, marker_prefix
 from amp_luigi.records import read_marker
 from amp_luigi.s3 import Bucket
@@ -31,10 +32,6 @@ class DayStatus:
     reason: str = ""
     verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
     parquet: bool | None = None  # None: the Parquet layer is not shown
-
-
-def days_between(start: dt.date, stop: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=n) for n in range((stop - start).days)]
 
 
 def collect(

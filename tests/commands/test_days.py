@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, collect, days_between
+from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, collect
 from amp_luigi.records import DayRecord, ExpectedObject, write_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client
@@ -137,12 +137,3 @@ def test_an_empty_verified_day_is_empty_not_missing(bucket: Bucket, tmp_path: Pa
         bucket, "p", tmp_path, dt.date(2024, 3, 1), dt.date(2024, 3, 2), newest=dt.date(2024, 3, 1)
     )
     assert (day.state, day.events) == (EMPTY, 0)
-
-
-def test_days_between_is_the_half_open_range() -> None:
-    assert days_between(dt.date(2024, 2, 28), dt.date(2024, 3, 2)) == [
-        dt.date(2024, 2, 28),
-        dt.date(2024, 2, 29),
-        dt.date(2024, 3, 1),
-    ]
-    assert days_between(dt.date(2024, 3, 1), dt.date(2024, 3, 1)) == []
