@@ -22,7 +22,7 @@ RANGE_DEFAULTS = {"days_back": "36500", "days_forward": "-1", "task_limit": "100
 DEFAULTS: dict[str, dict[str, str]] = {
     "retcode": {
         "already_running": "0",
-        "missing_data": "20",
+        "missing_data": "0",  # another machine took a batch's window or days over (luigi.cfg says why)
         "not_run": "0",
         "task_failed": "30",
         "scheduling_error": "35",
