@@ -14,7 +14,7 @@ import luigi.tools.range
 
 from amp_luigi import luigi_defaults
 from amp_luigi.ranges import ExportRange
-from amp_luigi.tasks import ExportDay, ExtractDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
+from amp_luigi.tasks import ExportDay, ExtractDay, IcebergDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
 
 luigi_defaults.apply(luigi.configuration.get_config())
 
@@ -24,4 +24,13 @@ luigi_defaults.apply(luigi.configuration.get_config())
 gc.freeze()
 atexit.register(gc.freeze)
 
-__all__ = ["ExportDay", "ExportRange", "ExtractDay", "ParquetDay", "RefreshDay", "UploadDay", "VerifyDay"]
+__all__ = [
+    "ExportDay",
+    "ExportRange",
+    "ExtractDay",
+    "IcebergDay",
+    "ParquetDay",
+    "RefreshDay",
+    "UploadDay",
+    "VerifyDay",
+]

@@ -107,6 +107,48 @@ def main(argv: list[str] | None = None) -> int:
         help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
     )
 
+    table = commands.add_parser(
+        "iceberg",
+        help="the Iceberg table (IcebergDay): how to query it, and its upkeep",
+        description="`query` prints how to read each project's Iceberg table from Athena and DuckDB; "
+        "`maintain` expires old snapshots, compacts small files and removes files no snapshot references.",
+    )
+    table_commands = table.add_subparsers(dest="action", required=True)
+    table_query = table_commands.add_parser(
+        "query", help="how to query the table from Athena (Glue) and DuckDB"
+    )
+    maintain = table_commands.add_parser(
+        "maintain", help="expire old snapshots, compact small files, remove files no snapshot references"
+    )
+    maintain.add_argument(
+        "--expire-days",
+        type=float,
+        default=7.0,
+        help="expire snapshots older than this; time travel reaches back this far (default 7)",
+    )
+    maintain.add_argument(
+        "--orphan-hours",
+        type=float,
+        default=24.0,
+        help="remove unreferenced files only when older than this, so a commit under way keeps its files "
+        "(default 24)",
+    )
+    maintain.add_argument(
+        "--small-file-mib", type=int, default=32, help="files below this size are compacted (default 32)"
+    )
+    maintain.add_argument(
+        "--max-compaction-mib",
+        type=int,
+        default=256,
+        help="at most this many MiB of small files rewritten per partition and run (default 256)",
+    )
+    maintain.add_argument("--dry-run", action="store_true", help="only say which files it would remove")
+    for parser_of_action in (table_query, maintain):
+        parser_of_action.add_argument(
+            "--project",
+            help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+        )
+
     args = parser.parse_args(argv)
     if args.command == "athena":
         from amp_luigi.errors import AmpLuigiError
@@ -137,6 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     from amp_luigi.errors import AmpLuigiError
 
     try:
+        if args.command == "iceberg":
+            from amp_luigi.commands import iceberg as iceberg_module
+
+            if args.action == "query":
+                return iceberg_module.query(args.project, sys.stdout)
+            return iceberg_module.maintain(
+                args.project,
+                sys.stdout,
+                expire_days=args.expire_days,
+                orphan_hours=args.orphan_hours,
+                small_file_mib=args.small_file_mib,
+                max_compaction_mib=args.max_compaction_mib,
+                dry_run=args.dry_run,
+            )
         if args.command == "plan":
             return plan_module.main(
                 args.start, args.stop, project=args.project, latency=args.latency, out=sys.stdout

@@ -122,6 +122,23 @@ def _content_md5_instead_of_checksums(request: Any, **_: Any) -> None:
     ).decode()
 
 
+def credentials(key: str, secret: str) -> dict[str, str]:
+    """The keys, region and endpoint of this process's session, for a client that is not boto3
+    (pyiceberg's S3 FileIO, its Glue catalog): the standard AWS chain's keys when ACCESS_KEY is unset,
+    so a role or a profile works there too."""
+    session = _session(key, secret, _environment())
+    found = session.get_credentials()
+    frozen = found.get_frozen_credentials() if found is not None else None
+    values = {
+        "access-key-id": frozen.access_key if frozen else "",
+        "secret-access-key": frozen.secret_key if frozen else "",
+        "session-token": (frozen.token or "") if frozen else "",
+        "region": session.region_name or "us-east-1",
+        "endpoint": endpoint_url(),
+    }
+    return {name: value for name, value in values.items() if value}
+
+
 def forget_clients() -> None:
     """Make new sessions and clients (between in-process tests that change the environment)."""
     _session.cache_clear()

@@ -21,10 +21,14 @@ S3, under `<prefix>/`:
     _verified/<YYYY-MM-DD>.json                               VerifyDay's output: the verified manifest
     _check/probe                                              the store probes of `upload_proof` and `check`
     _parquet/<YYYY-MM-DD>.json                                ParquetDay's output, written last
+    _iceberg/<YYYY-MM-DD>.json                                IcebergDay's output, after its commit
 
 S3, under `<parquet prefix>/` (`[parquet] prefix` or a project's `parquet_prefix`, default
 `<prefix>_parquet`), nothing but data:
     dt=<YYYY-MM-DD>/<YYYY-MM-DD>T<HH>.parquet                 ParquetDay: one file per hour with events
+
+S3, under `<prefix>_iceberg/<table>/` (iceberg_prefix), the Iceberg table's location: `data/` and
+`metadata/`, written by pyiceberg and listed by its catalog (amp_luigi.query.iceberg).
 
 The markers carry the date in the file name, not a directory, because Luigi's range tools infer
 completeness by listing a marker's parent directory.
@@ -47,6 +51,7 @@ VERIFIED_DIR = "_verified"
 UPLOADED_DIR = "_uploaded"
 CHECK_DIR = "_check"
 PARQUET_DIR = "_parquet"
+ICEBERG_DIR = "_iceberg"
 
 
 def project_prefix(storage_prefix: str, project: str) -> str:
@@ -58,6 +63,16 @@ def parquet_prefix(prefix: str) -> str:
     """The default Parquet prefix: beside the raw prefix, not inside it, since a table's location
     reads every object below it and the two layers must not read each other's files."""
     return f"{prefix}_parquet"
+
+
+def iceberg_prefix(prefix: str) -> str:
+    """The Iceberg table's location, beside the raw and Parquet prefixes for the same reason."""
+    return f"{prefix}_iceberg"
+
+
+def iceberg_marker_key(prefix: str, date: dt.date) -> str:
+    """IcebergDay's marker of upload day `date`, with the other markers under `prefix`."""
+    return marker_prefix(prefix, ICEBERG_DIR) + f"{date.isoformat()}.json"
 
 
 def project_staging(data_dir: Path, project: str) -> Path:

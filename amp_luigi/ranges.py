@@ -57,17 +57,17 @@ from amp_luigi.luigi_defaults import export_resource
 from amp_luigi.progress import Progress
 from amp_luigi.projects import names, project
 from amp_luigi.records import WindowRecord
-from amp_luigi.settings import amplitude, export_cap, parquet, staging
+from amp_luigi.settings import amplitude, export_cap, staging
 from amp_luigi.tasks import (
     EXPORT_AHEAD_DAYS,
     DayTask,
     ExportDay,
-    ParquetDay,
     ProjectTask,
     RefreshDay,
     VerifyDay,
     day_priority,
     download_progress,
+    last_layer,
     settings_checked,
 )
 from amp_luigi.windows import BATCH_DAYS, Window, consecutive, in_batches, plan, wave
@@ -284,8 +284,8 @@ class ExportRange(ProjectTask, RangeDaily):
 
     of = luigi.TaskParameter(
         default=VerifyDay,
-        description="The daily task to fill in: VerifyDay, or ParquetDay for the Parquet layer too "
-        "([parquet] enabled = true makes ParquetDay the default).",
+        description="The daily task to fill in: VerifyDay, ParquetDay for the Parquet layer too, or "
+        "IcebergDay for the Iceberg table ([parquet] or [iceberg] enabled = true makes it the default).",
     )
     days_back = luigi.IntParameter(default=0, description="Ignored: --start is never clipped.")
     task_limit = luigi.IntParameter(default=100_000, description="At most this many days per run.")
@@ -310,9 +310,9 @@ class ExportRange(ProjectTask, RangeDaily):
             )
 
     def daily(self) -> type[DayTask]:
-        """The daily task filled in: `--of`, where [parquet] enabled makes the default ParquetDay
-        (which requires VerifyDay); the parameter keeps its default, so the task id stays the same."""
-        return ParquetDay if self.of is VerifyDay and parquet().enabled else self.of
+        """The daily task filled in: `--of`, where an enabled layer makes the default its day task
+        (tasks.last_layer); the parameter keeps its default, so the task id stays the same."""
+        return last_layer() if self.of is VerifyDay else self.of
 
     def day_params(self) -> dict[str, Any]:
         return day_params(self.of_params, self.project)

@@ -6,6 +6,7 @@
     _uploaded/<date>.json      DayRecord     UploadDay -> VerifyDay: the objects and S3's ETags
     _verified/<date>.json      DayRecord     VerifyDay -> users, status, RefreshDay, ParquetDay
     _parquet/<date>.json       ParquetRecord ParquetDay -> users, status
+    _iceberg/<date>.json       IcebergRecord IcebergDay -> users, status
 
 Each carries `version`. A record written before versions were (the same fields, no `version`) is
 version 1. One this amp-luigi cannot read (not JSON, truncated, another form, an older version)
@@ -313,6 +314,28 @@ class ParquetRecord:
             "source_events": self.source_events,
             "objects": [asdict(item) for item in self.files],
         }
+
+
+@dataclass(frozen=True)
+class IcebergRecord:
+    """IcebergDay's marker: the commit that put upload day `date`'s events in the table, and what it
+    counted, read back from the table after the commit."""
+
+    date: dt.date
+    table: str  # namespace.table
+    snapshot_id: int | None  # the table's snapshot after the commit (time travel reads the day as committed)
+    previous_snapshot_id: int | None  # the snapshot before it (None: the table's first commit)
+    rows: int  # rows of upload day `date` in the table
+    files: int  # data files the commit added
+    source_events: int  # what the verified marker counts
+    duplicates_within_day: int  # a uuid repeated within the day: committed once
+    duplicates_committed: int  # a uuid another upload day committed already: not added again
+    event_days: list[str]  # the event-time partitions the day's rows are in
+    added_columns: list[str]  # fields Amplitude added that became columns with this commit
+    committed_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": VERSION, **asdict(self), "date": self.date.isoformat()}
 
 
 def _utc(stamp: str | None) -> dt.datetime | None:

@@ -11,10 +11,11 @@ and the permission to grant.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,15 +159,19 @@ class Bucket:
 
     def listing(self, prefix: str) -> dict[str, Listed]:
         """Every key under `prefix` with its size and ETag, in as few requests as S3 allows (1,000 a page)."""
-        found: dict[str, Listed] = {}
+        return {item["Key"]: Listed(item["Size"], item["ETag"]) for item in self._listed(prefix)}
+
+    def modified(self, prefix: str) -> dict[str, dt.datetime]:
+        """Every key under `prefix` with the time it was written (aware, UTC)."""
+        return {item["Key"]: item["LastModified"] for item in self._listed(prefix)}
+
+    def _listed(self, prefix: str) -> Iterator[dict[str, Any]]:
         token: dict[str, str] = {}
         while True:
             page = self.request("list", prefix, self.client.list_objects_v2, Prefix=prefix, **token)
-            found.update(
-                {item["Key"]: Listed(item["Size"], item["ETag"]) for item in page.get("Contents", [])}
-            )
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
-                return found
+                return
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def upload(self, key: str, chunks: Iterable[bytes], crc32: str, metadata: dict[str, str]) -> str:

@@ -2,7 +2,7 @@
 variable that overrides one, and the rule its value must meet.
 
 Every option can be set in `luigi.cfg` (sections `[amplitude]`, `[storage]`, `[staging]`,
-`[parquet]`) or, for the names the original cron script used, by an environment variable, which
+`[parquet]`, `[iceberg]`) or, for the names the original cron script used, by an environment variable, which
 wins over the file. A `.env` file in the working directory is read too, on the first setting read,
 without overriding the real environment. Secrets are private parameters and are never logged or
 shown in the scheduler (Config classes are not tasks).
@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -322,7 +323,102 @@ class parquet(Section):
         return self.value("prefix") or parquet_prefix(storage_prefix)
 
 
-SECTIONS: tuple[type[Section], ...] = (amplitude, storage, staging, parquet)
+ICEBERG_CATALOGS = ("sql", "glue", "rest")
+ICEBERG_PARTITIONS = ("day", "month")
+
+
+def _catalog_uri(value: str, setting: Setting) -> str:
+    """'' (the embedded SQLite catalog), a SQLAlchemy URL for `sql`, or the REST catalog's http(s) URL.
+    Never shown in a message: a database URL can hold a password."""
+    uri = value.strip()
+    if uri and not re.match(r"[a-z][a-z0-9+.-]*://", uri):
+        raise ConfigError(
+            f"{setting} is not a URL (not shown here): write e.g. sqlite:////var/lib/amp/catalog.db (sql) or "
+            "https://catalog.example.com (rest), or leave it empty for the embedded SQLite catalog."
+        )
+    return uri
+
+
+def _identifier(value: str, setting: Setting) -> str:
+    """A Glue- and Athena-safe name: lower-case letters, digits and underscores."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,99}", value):
+        raise ConfigError(
+            f"{setting} = {value!r} is not a name Glue and Athena accept: use lower-case letters, digits "
+            "and underscores, starting with a letter."
+        )
+    return value
+
+
+class iceberg(Section):
+    """The Apache Iceberg table of the events by event time (IcebergDay, `pip install amp-luigi[iceberg]`)."""
+
+    enabled = luigi.BoolParameter(
+        default=False, description="ExportRange also commits every day to the table (like --of IcebergDay)."
+    )
+    catalog = luigi.Parameter(
+        default="sql", description="sql (embedded SQLite by default), glue (AWS Glue, for Athena) or rest."
+    )
+    uri = luigi.Parameter(
+        default="",
+        visibility=_PRIVATE,  # a database URL can hold a password
+        significant=False,
+        description="sql: a SQLAlchemy URL (default: SQLite in the staging directory); rest: the catalog URL.",
+    )
+    credential = luigi.Parameter(
+        default="",
+        visibility=_PRIVATE,
+        significant=False,
+        description="rest: the OAuth2 client credential, `id:secret` (AMP_ICEBERG_CREDENTIAL).",
+    )
+    token = luigi.Parameter(
+        default="",
+        visibility=_PRIVATE,
+        significant=False,
+        description="rest: a bearer token instead of a credential (AMP_ICEBERG_TOKEN).",
+    )
+    warehouse = luigi.Parameter(default="", description="rest: the warehouse the catalog serves, if it asks.")
+    region = luigi.Parameter(
+        default="", description="glue: the AWS region of the Data Catalog; default: the AWS chain's."
+    )
+    namespace = luigi.Parameter(
+        default="amplitude", description="The namespace (Glue database) of the tables."
+    )
+    table = luigi.Parameter(
+        default="events", description="The table's name; a named project's table is <table>_<project>."
+    )
+    partition = luigi.Parameter(
+        default="day",
+        description="Partition by the event time's day, or by month for small projects (fewer, larger files).",
+    )
+    memory_limit_mib = luigi.IntParameter(
+        default=256,
+        description="DuckDB's memory limit (MiB) and about the Arrow rows handed to pyiceberg at a time.",
+    )
+
+    env = {"uri": "AMP_ICEBERG_URI", "credential": "AMP_ICEBERG_CREDENTIAL", "token": "AMP_ICEBERG_TOKEN"}
+    rules = {
+        "catalog": lambda value, setting: one_of(value, ICEBERG_CATALOGS, setting),
+        "partition": lambda value, setting: one_of(value, ICEBERG_PARTITIONS, setting),
+        "uri": _catalog_uri,
+        # The module's credential() rule, which the options of the same name shadow in the class body.
+        "credential": lambda value, setting: credential(value, setting),
+        "token": lambda value, setting: credential(value, setting),
+        "namespace": _identifier,
+        "table": _identifier,
+        "memory_limit_mib": _least(64),
+    }
+
+    def combined(self) -> list[Callable[[], object]]:
+        return [self._rest_uri] if self.value("catalog") == "rest" else []
+
+    def _rest_uri(self) -> None:
+        if not self.value("uri").startswith(("http://", "https://")):
+            raise ConfigError(
+                f"[iceberg] catalog = rest needs the catalog's http(s) URL: set {self.setting('uri')}."
+            )
+
+
+SECTIONS: tuple[type[Section], ...] = (amplitude, storage, staging, parquet, iceberg)
 
 
 def failures(checks: list[Callable[[], object]]) -> list[str]:

@@ -1,6 +1,7 @@
 """The pipeline: four tasks per UTC day, each complete exactly when its own output exists.
 
     ExportDay -> ExtractDay -> UploadDay -> VerifyDay -> ParquetDay (optional)
+                                                      -> IcebergDay (optional)
     RefreshDay: a verified day exported again, for late events
 
 A finished day is skipped without a single request to Amplitude (VerifyDay's S3 marker exists), and a
@@ -34,11 +35,13 @@ from amp_luigi.export import check_exportable, export_day, known_near, locked_da
 from amp_luigi.extract import extract_day
 from amp_luigi.hours import HourRange
 from amp_luigi.layout import (
+    ICEBERG_DIR,
     PARQUET_DIR,
     UPLOADED_DIR,
     VERIFIED_DIR,
     DayLayout,
     ParquetLayout,
+    iceberg_marker_key,
     marker_date,
     marker_prefix,
 )
@@ -47,7 +50,7 @@ from amp_luigi.progress import Progress, mib
 from amp_luigi.projects import Project, checked, project
 from amp_luigi.records import DayRecord, read_marker, write_marker
 from amp_luigi.s3 import Bucket
-from amp_luigi.settings import amplitude, parquet, staging, storage
+from amp_luigi.settings import amplitude, iceberg, parquet, staging, storage
 from amp_luigi.upload import upload_day
 from amp_luigi.verify import differences
 from amp_luigi.windows import estimate
@@ -475,6 +478,74 @@ class ParquetDay(MarkerDay):
         progress(f"{rows} rows in {len(record.files)} Parquet file(s), {mib(size)}", 100, final=True)
 
 
+class IcebergDay(MarkerDay):
+    """Commits upload day `date`'s verified events to the project's Iceberg table, partitioned by
+    event time (amp_luigi.query.iceberg), in one atomic commit that replaces whatever the day
+    committed before, each event (`uuid`) once.
+
+    Input: VerifyDay's marker and the objects it lists, read from S3, never staging (and ParquetDay
+    first when [parquet] enabled, so a range fills both layers). Output: `_iceberg/<date>.json`
+    (the snapshot, rows, files, duplicates dropped), written after the commit, once the day's rows
+    are counted in the table. A rerun commits the day again: its rows replace the earlier ones.
+    Commits to one table take turns (a Luigi resource of capacity 1 per table).
+    """
+
+    redo = "The Iceberg marker was removed: run again to commit the day anew."
+    marker_dir = ICEBERG_DIR
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {self.project_settings().iceberg_table().resource: 1}
+
+    def requires(self) -> list[DayTask]:
+        return [self.clone(VerifyDay), *([self.clone(ParquetDay)] if parquet().enabled else [])]
+
+    def marker_key(self) -> str:
+        return iceberg_marker_key(self.project_settings().prefix, self.date)
+
+    def run(self) -> None:
+        from amp_luigi.query.catalog import open_table  # pyiceberg only where the layer is used
+        from amp_luigi.query.iceberg import commit_day
+        from amp_luigi.query.typed import Engine
+
+        progress = Progress(self)
+        settings = self.project_settings()
+        verify = self.clone(VerifyDay)
+        verified = verify.verified()
+        if verified is None:  # removed as damaged since scheduling: verify the day again
+            verify.discard()
+            raise StaleStateError(f"{self.day_label()}: the verified marker could not be read. {verify.redo}")
+        table = settings.iceberg_table()
+        work = Path(tempfile.mkdtemp(prefix=f".iceberg-{self.date.isoformat()}-", dir=settings.staging_root))
+        try:
+            record = commit_day(
+                lambda: open_table(table),
+                settings.open_bucket(),
+                self.date,
+                verified.objects,
+                Engine(iceberg().value("memory_limit_mib")),
+                work,
+                lambda message, percent: progress(message, percent),
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        settings.open_bucket().write_json(self.marker_key(), record.to_json())
+        dropped = record.duplicates_within_day + record.duplicates_committed
+        progress(
+            f"{record.rows} rows in {record.table} (snapshot {record.snapshot_id}), {dropped} duplicate(s) dropped",
+            100,
+            final=True,
+        )
+
+
+def last_layer() -> type[DayTask]:
+    """The daily task that completes a day with every enabled layer: IcebergDay ([iceberg] enabled,
+    which requires ParquetDay when [parquet] is enabled too), ParquetDay, else VerifyDay."""
+    if iceberg().enabled:
+        return IcebergDay
+    return ParquetDay if parquet().enabled else VerifyDay
+
+
 class RefreshDay(DayTask):
     """Exports an already verified day again, replacing its objects in S3 exactly.
 
@@ -520,9 +591,9 @@ class RefreshDay(DayTask):
             shutil.rmtree(self.layout().day_dir, ignore_errors=True)
             for stage in self.refreshed_stages():
                 stage.discard()
-        yield self.clone(ParquetDay) if parquet().enabled else self.clone(VerifyDay)
+        yield self.clone(last_layer())
         Progress(self)(f"re-exported {self.day_label()}", 100, final=True)
 
     def refreshed_stages(self) -> list[DayTask]:
         """The S3 outputs a refresh discards, the verified marker last."""
-        return [self.clone(UploadDay), self.clone(ParquetDay), self.clone(VerifyDay)]
+        return [self.clone(UploadDay), self.clone(ParquetDay), self.clone(IcebergDay), self.clone(VerifyDay)]

@@ -6,7 +6,9 @@ Importing this module imports amp_luigi (so its tasks resolve) and then, driven 
   file `$AMP_TEST_SIGNAL_DIR/<point>`, so a test can SIGKILL it at exactly that moment. Points:
   `start:<Task>` (a stage's run() begins: every earlier stage is done), `extract` (a member is being
   inflated, its `.partial` file open), `s3:<operation>` (a data-object call: `put_object`,
-  `upload_part`, `list_objects_v2`...) and `cleanup` (VerifyDay wrote its marker, staging not yet removed).
+  `upload_part`, `list_objects_v2`...), `cleanup` (VerifyDay wrote its marker, staging not yet removed),
+  and `iceberg:commit` / `iceberg:committed` (IcebergDay's data files are written and the catalog
+  not yet told / the catalog committed, the marker not yet written).
 - `AMP_TEST_S3_FAULT=<Operation>:<status>:<code>[:<times>]` answers that S3 operation (botocore's name,
   e.g. `PutObject`, `ListObjectsV2`) with the error, through botocore's own parsing and retries.
 
@@ -143,6 +145,19 @@ def _install_pauses() -> None:
         shutil.rmtree(path, *args, **kwargs)
 
     tasks.shutil = types.SimpleNamespace(rmtree=rmtree)  # type: ignore[assignment]
+
+    if os.environ["AMP_TEST_PAUSE"].startswith("iceberg:"):
+        from pyiceberg.table import Transaction
+
+        original_commit = Transaction.commit_transaction
+
+        def commit_transaction(self: Any) -> Any:
+            _checkpoint("iceberg:commit")
+            table = original_commit(self)
+            _checkpoint("iceberg:committed")
+            return table
+
+        Transaction.commit_transaction = commit_transaction  # type: ignore[method-assign]
 
 
 if os.environ.get("AMP_TEST_PAUSE"):

@@ -26,9 +26,9 @@ from amp_luigi.query.parquet import (
     convert,
     convert_day,
     footer_rows,
-    hours,
 )
 from amp_luigi.query.schema import SCHEMA_VERSION, table_columns
+from amp_luigi.query.typed import hours
 from amp_luigi.records import ExpectedObject
 from amp_luigi.s3 import Bucket
 from tests.conftest import MOCK_BUCKET, crc32_of

@@ -1,0 +1,239 @@
+"""commit_day against a real moto S3 server and the embedded SQLite catalog, read back through
+pyiceberg (to pyarrow and DuckDB): one atomic commit per upload day, each event once, a schema that
+grows, commits that take turns or retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid as uuids
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from amp_luigi import checksum
+from amp_luigi.emulator import DatasetSpec, hour_lines
+from amp_luigi.errors import VerificationError
+from amp_luigi.query.catalog import TableSettings, open_table
+from amp_luigi.query.iceberg import commit_day
+from amp_luigi.query.typed import Engine, SchemaMismatchError
+from amp_luigi.records import ExpectedObject, IcebergRecord
+from amp_luigi.s3 import Bucket
+
+DAY = dt.date(2024, 3, 1)
+SPEC = DatasetSpec(events_per_hour=30, late_every=5)
+
+
+@dataclass
+class Lake:
+    """A bucket on moto, a SQLite catalog and the project's table settings."""
+
+    bucket: Bucket
+    settings: TableSettings
+    work: Path
+
+    def put(self, date: dt.date, lines_by_hour: dict[int, list[str]]) -> list[ExpectedObject]:
+        """The day's objects in S3, as VerifyDay would have listed them."""
+        objects = []
+        for hour, lines in lines_by_hour.items():
+            key = f"p/{date}/187520_{date}_{hour}#0.json"
+            body = ("\n".join(lines) + "\n").encode()
+            self.bucket.client.put_object(Bucket=self.bucket.name, Key=key, Body=body)
+            crc = checksum.crc32_text(checksum.crc32(body))
+            objects.append(ExpectedObject(key, len(body), crc, len(lines), key))
+        return objects
+
+    def commit(self, date: dt.date, objects: list[ExpectedObject], **kwargs: Any) -> IcebergRecord:
+        work = self.work / f"{date}-{uuids.uuid4().hex[:6]}"
+        work.mkdir(parents=True)
+        opener: Callable[[], Any] = kwargs.pop("open_table", lambda: open_table(self.settings))
+        return commit_day(opener, self.bucket, date, objects, Engine(), work, **kwargs)
+
+    def table(self) -> Any:
+        return open_table(self.settings)
+
+    def rows(self, snapshot_id: int | None = None) -> pa.Table:
+        return self.table().scan(snapshot_id=snapshot_id).to_arrow()
+
+
+@pytest.fixture
+def lake(tmp_path: Path, moto_endpoint: str) -> Lake:
+    name = f"ice-{uuids.uuid4().hex[:12]}"
+    keys = {"access-key-id": "testing", "secret-access-key": "testing", "region": "us-east-1"}
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=name)
+    settings = TableSettings(
+        catalog="sql",
+        uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+        identifier="amplitude.events",
+        location=f"s3://{name}/p_iceberg/events",
+        partition="day",
+        aws={**keys, "endpoint": moto_endpoint},
+    )
+    return Lake(Bucket(client, name), settings, tmp_path / "work")
+
+
+def day_lines(date: dt.date, hours: tuple[int, ...] = (5, 6)) -> dict[int, list[str]]:
+    return {hour: hour_lines(SPEC, f"{date:%Y%m%d}T{hour:02d}") for hour in hours}
+
+
+def events_of(lines_by_hour: dict[int, list[str]]) -> list[dict[str, Any]]:
+    return [json.loads(line) for lines in lines_by_hour.values() for line in lines]
+
+
+def by_event_day(events: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(event["event_time"][:10] for event in events)
+
+
+def test_a_day_lands_once_partitioned_by_event_time_and_reads_in_pyarrow_and_duckdb(lake: Lake) -> None:
+    lines = day_lines(DAY)
+    record = lake.commit(DAY, lake.put(DAY, lines))
+    events = events_of(lines)
+    assert record.rows == record.source_events == len(events)
+    assert len(record.event_days) > 1, "the dataset has late events, on earlier days"
+    table = lake.table()
+    assert [str(field.transform) for field in table.spec().fields] == ["day"]
+    rows = table.scan().to_arrow()
+    assert rows.num_rows == len(events)
+    assert set(rows.column("upload_date").to_pylist()) == {DAY}
+    assert rows.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
+    by_uuid = {row["uuid"]: row for row in rows.to_pylist()}
+    for event in events:
+        row = by_uuid[event["uuid"]]
+        assert row["insert_id"] == event["$insert_id"]
+        assert json.loads(row["event_properties"]) == event["event_properties"]
+        assert row["event_time"].strftime("%Y-%m-%d %H:%M:%S.%f") == event["event_time"]
+    con = table.scan().to_duckdb("events")
+    counted = dict(
+        con.execute("SELECT CAST(event_time AS DATE)::VARCHAR, count(*) FROM events GROUP BY 1").fetchall()
+    )
+    assert counted == by_event_day(events)
+    # Partition pruning: the late events' day alone is read, and holds only them.
+    late_day = min(record.event_days)
+    late = table.scan(
+        row_filter=f"event_time < '{dt.date.fromisoformat(late_day) + dt.timedelta(days=1)}T00:00:00+00:00'"
+    )
+    assert late.to_arrow().num_rows == by_event_day(events)[late_day]
+
+
+def test_a_rerun_replaces_the_day_in_one_commit_and_time_travel_reads_the_one_before(lake: Lake) -> None:
+    first = lake.commit(DAY, lake.put(DAY, day_lines(DAY)))
+    other = DAY + dt.timedelta(days=1)
+    lake.commit(other, lake.put(other, day_lines(other)))
+    other_files = {
+        t.file.file_path for t in lake.table().scan(row_filter=f"upload_date = '{other}'").plan_files()
+    }
+    more = day_lines(DAY, hours=(5, 6, 7))  # a refresh: the day grew by an hour of late-arriving events
+    again = lake.commit(DAY, lake.put(DAY, more))
+    rows = lake.rows()
+    counts = Counter(rows.column("upload_date").to_pylist())
+    assert counts[DAY] == len(events_of(more)) == again.rows
+    assert counts[other] == len(events_of(day_lines(other)))
+    assert len(set(rows.column("uuid").to_pylist())) == rows.num_rows
+    after = {t.file.file_path for t in lake.table().scan(row_filter=f"upload_date = '{other}'").plan_files()}
+    assert after == other_files, "another upload day's files are untouched"
+    table = lake.table()
+    ours = [s for s in table.snapshots() if s.summary and s.summary.get("amp-luigi.upload-date") == str(DAY)]
+    assert ours[-1].snapshot_id == again.snapshot_id
+    # One catalog commit: the snapshots it made share it, readers saw the table before or after.
+    log = [entry.snapshot_id for entry in table.metadata.snapshot_log]
+    assert again.previous_snapshot_id in log and again.snapshot_id == log[-1]
+    old = lake.rows(again.previous_snapshot_id)
+    assert Counter(old.column("upload_date").to_pylist())[DAY] == first.rows
+
+
+def test_each_event_once_across_and_within_upload_days(lake: Lake) -> None:
+    first = day_lines(DAY, hours=(5,))
+    lake.commit(DAY, lake.put(DAY, first))
+    repeated = first[5][:3]  # Amplitude sent three events again the next day
+    next_day = DAY + dt.timedelta(days=1)
+    lines = day_lines(next_day, hours=(1,))
+    lines[1] = lines[1] + repeated + lines[1][:2]  # and two of its own twice
+    record = lake.commit(next_day, lake.put(next_day, lines))
+    assert record.duplicates_committed == 3
+    assert record.duplicates_within_day == 2
+    assert record.rows == len(lines[1]) - 5
+    rows = lake.rows()
+    assert rows.num_rows == len(first[5]) + record.rows
+    assert len(set(rows.column("uuid").to_pylist())) == rows.num_rows
+    kept = {row["uuid"]: row["upload_date"] for row in rows.to_pylist()}
+    assert {kept[json.loads(line)["uuid"]] for line in repeated} == {DAY}, "the first committed copy stays"
+
+
+def test_a_field_amplitude_adds_becomes_a_typed_column_and_a_wrong_type_later_fails_naming_it(
+    lake: Lake,
+) -> None:
+    lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
+    next_day = DAY + dt.timedelta(days=1)
+    lines = day_lines(next_day, hours=(2,))
+    events = [json.loads(line) for line in lines[2]]
+    for n, event in enumerate(events):
+        event["consent_level"] = n  # integers: BIGINT
+        event["ratio"] = n + 0.5 if n % 2 else n  # a mix of integers and fractions: DOUBLE
+        event["source_meta"] = {"n": n}  # objects: JSON text
+        event["Odd-Name"] = "kept"  # no plain column name: stays in extra_fields
+    lines[2] = [json.dumps(event) for event in events]
+    record = lake.commit(next_day, lake.put(next_day, lines))
+    assert sorted(record.added_columns) == ["consent_level", "ratio", "source_meta"]
+    table = lake.table()
+    types = {field.name: str(field.field_type) for field in table.schema().fields}
+    assert (types["consent_level"], types["ratio"], types["source_meta"]) == ("long", "double", "string")
+    rows = {row["uuid"]: row for row in table.scan().to_arrow().to_pylist()}
+    for n, event in enumerate(events):
+        row = rows[event["uuid"]]
+        assert (row["consent_level"], row["ratio"]) == (n, event["ratio"])
+        assert json.loads(row["source_meta"]) == {"n": n}
+        assert json.loads(row["extra_fields"]) == {"Odd-Name": "kept"}
+    first_rows = [row for row in rows.values() if row["upload_date"] == DAY]
+    assert all(row["consent_level"] is None for row in first_rows), "older days read the new column as null"
+
+    later = next_day + dt.timedelta(days=1)
+    bad = day_lines(later, hours=(7,))
+    wrong = json.loads(bad[7][4])
+    wrong["consent_level"] = "high"
+    bad[7][4] = json.dumps(wrong)
+    objects = lake.put(later, bad)
+    snapshot = lake.table().current_snapshot()
+    with pytest.raises(
+        SchemaMismatchError, match=r"187520_2024-03-03_7#0\.json, line 5: field 'consent_level' \(BIGINT\)"
+    ):
+        lake.commit(later, objects)
+    assert lake.table().current_snapshot() == snapshot, "nothing of the day was committed"
+
+
+def test_a_lost_commit_race_is_committed_again_not_failed(lake: Lake) -> None:
+    first = lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
+    stale = lake.table()  # loaded before another writer's commit
+    other = DAY + dt.timedelta(days=1)
+    lake.commit(other, lake.put(other, day_lines(other, hours=(5,))))
+    opened = []
+
+    def open_stale_first() -> Any:
+        opened.append(1)
+        return stale if len(opened) == 1 else lake.table()
+
+    third = DAY + dt.timedelta(days=2)
+    record = lake.commit(third, lake.put(third, day_lines(third, hours=(5,))), open_table=open_stale_first)
+    assert len(opened) == 2, "the first attempt lost the race and the table was loaded again"
+    counts = Counter(lake.rows().column("upload_date").to_pylist())
+    assert counts == {DAY: first.rows, other: counts[other], third: record.rows} and counts[other] > 0
+
+
+def test_the_commit_is_read_back_from_the_table(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amp_luigi.query import iceberg
+
+    monkeypatch.setattr(iceberg, "_committed_rows", lambda table, snapshot, date: (1, 1))
+    with pytest.raises(VerificationError, match="holds 1 rows of upload day 2024-03-01"):
+        lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
