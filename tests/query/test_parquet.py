@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amp_luigi.emulator import DatasetSpec, hour_lines
-from amp_luigi.errors import FatalError, VerificationError
+from amp_luigi.errors import VerificationError
 from amp_luigi.layout import ParquetLayout
 from amp_luigi.query.parquet import (
     Engine,
@@ -28,7 +28,6 @@ from amp_luigi.query.parquet import (
     footer_rows,
 )
 from amp_luigi.query.schema import SCHEMA_VERSION, table_columns
-from amp_luigi.query.typed import hours
 from amp_luigi.records import ExpectedObject
 from amp_luigi.s3 import Bucket
 from tests.conftest import MOCK_BUCKET, crc32_of
@@ -188,22 +187,6 @@ def test_the_connection_reads_times_as_utc_spills_where_told_and_never_downloads
 
 def expected(key: str, events: int) -> ExpectedObject:
     return ExpectedObject(key, 0, "", events, key.rsplit("/", 1)[-1] + ".gz")
-
-
-def test_objects_are_grouped_by_the_hour_in_their_names() -> None:
-    objects = [
-        expected("p/2024-03-01/187520_2024-03-01_17#0.json", 1),
-        expected("p/2024-03-01/187520_2024-03-01_5#0.json", 1),
-        expected("p/2024-03-01/187520_2024-03-01_5#1.json.gz", 1),
-    ]
-    grouped = hours(objects)
-    assert list(grouped) == [5, 17]
-    assert [obj.key for obj in grouped[5]] == [objects[1].key, objects[2].key]
-
-
-def test_an_object_without_an_hour_in_its_name_is_refused_by_name() -> None:
-    with pytest.raises(FatalError, match=r"p/2024-03-01/export\.json: the hour cannot be read"):
-        hours([expected("p/2024-03-01/export.json", 1)])
 
 
 # A whole day, on in-process moto.
