@@ -36,17 +36,22 @@ AWS_SECRET = "bench-aws-secret"
 BUCKET = "amp-bench"
 
 
+PRODUCT_EXTRAS = "parquet,iceberg"  # ParquetDay's DuckDB, IcebergDay's pyiceberg
+
+
 def product_bin(cache: Path) -> Path:
     """The bin directory of a venv holding amp-luigi as `pip install` makes it, without the test tools.
 
-    Rebuilt when pyproject.toml changes; PYTHONPATH (deployment_environment) puts this tree's code first.
+    Rebuilt when pyproject.toml or the extras change; PYTHONPATH (deployment_environment) puts this
+    tree's code first.
     """
-    venv = cache / f"venv-{hashlib.sha256((REPO / 'pyproject.toml').read_bytes()).hexdigest()[:12]}"
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + PRODUCT_EXTRAS.encode()).hexdigest()[:12]
+    venv = cache / f"venv-{key}"
     if not (venv / "bin" / "luigi").exists():
         print(f"installing amp-luigi into {venv} (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"{REPO}[parquet]"], check=True)
+        subprocess.run([*pip, f"{REPO}[{PRODUCT_EXTRAS}]"], check=True)
     return venv / "bin"
 
 

@@ -185,10 +185,6 @@ def test_the_connection_reads_times_as_utc_spills_where_told_and_never_downloads
     }
 
 
-def expected(key: str, events: int) -> ExpectedObject:
-    return ExpectedObject(key, 0, "", events, key.rsplit("/", 1)[-1] + ".gz")
-
-
 # A whole day, on in-process moto.
 
 LAYOUT = ParquetLayout(DAY, "python_import", "python_import_parquet")
