@@ -2,7 +2,7 @@
 calendar and `--metrics-file` writes as Prometheus gauges, in one bounded set of requests.
 
 One listing of `_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified
-day in the range for its counts, several at a time; with the Parquet layer one more listing. Data
+day in the range for its counts, several at a time; one more listing per query layer shown. Data
 objects are never listed. The staging directory is looked at too, since a day that failed before
 its upload left nothing in S3.
 """
@@ -10,15 +10,38 @@ its upload left nothing in S3.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_luigi.hours import days_between
-from amp_luigi.layout import PARQUET_DIR, UPLOADED_DIR, VERIFIED_DIR, date_named, marker_date, marker_prefix
+from amp_luigi.layout import (
+    ICEBERG_DIR,
+    PARQUET_DIR,
+    UPLOADED_DIR,
+    VERIFIED_DIR,
+    date_named,
+    marker_date,
+    marker_prefix,
+)
 from amp_luigi.records import read_marker
 from amp_luigi.s3 import Bucket
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A query layer after VerifyDay, as `status` shows it: its markers, its mark in a day's cell, and
+    the task that fills it."""
+
+    name: str
+    marker_dir: str
+    mark: str
+    task: str
+
+
+PARQUET = Layer("Parquet", PARQUET_DIR, "pq", "ParquetDay")
+ICEBERG = Layer("Iceberg", ICEBERG_DIR, "ice", "IcebergDay")
 
 
 @dataclass(frozen=True)
@@ -31,7 +54,7 @@ class DayStatus:
     objects: int = 0
     reason: str = ""
     verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
-    parquet: bool | None = None  # None: the Parquet layer is not shown
+    layers: dict[str, bool] = field(default_factory=dict)  # a shown layer's name -> the day is in it
 
 
 def collect(
@@ -41,11 +64,11 @@ def collect(
     start: dt.date,
     stop: dt.date,
     newest: dt.date,
-    parquet: bool = False,
+    layers: tuple[Layer, ...] = (),
 ) -> list[DayStatus]:
     """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
 
-    With `parquet`, one more listing (`_parquet/`) says which done days are converted too.
+    For each of `layers`, one more listing (`_parquet/`, `_iceberg/`) says which done days are in it.
     """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
@@ -55,15 +78,15 @@ def collect(
     markers = dict(
         zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
     )
-    converted = (
-        {marker_date(key) for key in bucket.listing(marker_prefix(prefix, PARQUET_DIR))} if parquet else None
-    )
+    in_layer = {
+        layer.name: {marker_date(key) for key in bucket.listing(marker_prefix(prefix, layer.marker_dir))}
+        for layer in layers
+    }
     result = []
     for day in days:
         record = markers.get(day)
         if record is not None:
             objects, events = len(record.objects), record.events
-            in_parquet = None if converted is None else day in converted
             result.append(
                 DayStatus(
                     day,
@@ -73,7 +96,7 @@ def collect(
                     verified_at=record.verified_at.replace(tzinfo=dt.timezone.utc)
                     if record.verified_at
                     else None,
-                    parquet=in_parquet,
+                    layers={name: day in found for name, found in in_layer.items()},
                 )
             )
         elif day in markers or day in uploaded or day in staged:

@@ -14,7 +14,18 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, collect
+from amp_luigi.commands.days import (
+    DONE,
+    EMPTY,
+    FAILED,
+    ICEBERG,
+    MISSING,
+    NOT_YET,
+    PARQUET,
+    DayStatus,
+    Layer,
+    collect,
+)
 from amp_luigi.hours import last_available_day
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -25,10 +36,15 @@ def _cell(day: DayStatus) -> str:
     """`DD events/objects` for a verified day with data, `DD state` for any other."""
     if day.state == DONE:
         text = f"{day.date.day:02d} {_short(day.events)}/{day.objects}"
-        text += " pq" if day.parquet else ""
+        text += "".join(f" {layer.mark}" for layer in (PARQUET, ICEBERG) if day.layers.get(layer.name))
     else:
         text = f"{day.date.day:02d} {day.state}"
     return text[: CELL - 1].ljust(CELL)
+
+
+def shown_layers(parquet: bool, iceberg: bool) -> tuple[Layer, ...]:
+    """The query layers the settings enable, which the calendar shows."""
+    return tuple(layer for layer, enabled in ((PARQUET, parquet), (ICEBERG, iceberg)) if enabled)
 
 
 def _short(count: int) -> str:
@@ -63,12 +79,14 @@ def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRa
     objects = sum(day.objects for day in days)
     print(f"\n{states}; {events:,} events in {objects:,} objects", file=out)
     verified = [day for day in days if day.state in (DONE, EMPTY)]
-    if any(day.parquet is not None for day in days):
-        unconverted = [day.date for day in verified if not day.parquet]
-        print(f"  Parquet: {len(verified) - len(unconverted)} of {len(verified)} verified days", file=out)
-        if unconverted:
+    for layer in (PARQUET, ICEBERG):
+        if not any(layer.name in day.layers for day in days):
+            continue
+        outside = [day.date for day in verified if not day.layers.get(layer.name)]
+        print(f"  {layer.name}: {len(verified) - len(outside)} of {len(verified)} verified days", file=out)
+        if outside:
             print(
-                f"  not in Parquet yet: {_ranges(unconverted)}; `{fill} --of ParquetDay` converts them",
+                f"  not in {layer.name} yet: {_ranges(outside)}; `{fill} --of {layer.task}` adds them",
                 file=out,
             )
     for day in days:
@@ -105,7 +123,7 @@ def main(
     project; `-` prints them instead of the calendars.
     """
     from amp_luigi import projects
-    from amp_luigi.settings import amplitude, parquet
+    from amp_luigi.settings import amplitude, iceberg, parquet
 
     now_utc = dt.datetime.now(dt.timezone.utc)
     now = now_utc.replace(tzinfo=None)
@@ -118,9 +136,8 @@ def main(
     calendars = []
     for settings in chosen:
         bucket = settings.open_bucket()
-        days = collect(
-            bucket, settings.prefix, settings.staging_root, start, stop, newest, parquet=parquet().enabled
-        )
+        layers = shown_layers(parquet().enabled, iceberg().enabled)
+        days = collect(bucket, settings.prefix, settings.staging_root, start, stop, newest, layers)
         named = {"project": settings.name} if settings.name else {}
         labels = {"bucket": bucket.name, "prefix": settings.prefix, **named}
         calendars.append((settings, labels, days))

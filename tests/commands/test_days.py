@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, collect
+from amp_luigi.commands.days import (
+    DONE,
+    EMPTY,
+    FAILED,
+    ICEBERG,
+    MISSING,
+    NOT_YET,
+    PARQUET,
+    DayStatus,
+    collect,
+)
 from amp_luigi.records import DayRecord, ExpectedObject, write_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client
@@ -91,15 +101,20 @@ def test_a_damaged_verified_marker_is_a_failed_day_and_is_removed(bucket: Bucket
     assert bucket.listing("p/") == {}
 
 
-def test_the_parquet_layer_is_shown_only_when_asked(bucket: Bucket, tmp_path: Path) -> None:
+def test_the_query_layers_are_shown_only_when_asked(bucket: Bucket, tmp_path: Path) -> None:
     verified(bucket, "2024-03-01", 2)
     verified(bucket, "2024-03-02", 1)
     bucket.client.put_object(Bucket=MOCK_BUCKET, Key="p/_parquet/2024-03-01.json", Body=b"{}")
+    bucket.client.put_object(Bucket=MOCK_BUCKET, Key="p/_iceberg/2024-03-02.json", Body=b"{}")
     window = (dt.date(2024, 3, 1), dt.date(2024, 3, 4))
-    shown = collect(bucket, "p", tmp_path, *window, newest=dt.date(2024, 3, 5), parquet=True)
-    assert [(day.state, day.parquet) for day in shown] == [(DONE, True), (DONE, False), (MISSING, None)]
+    shown = collect(bucket, "p", tmp_path, *window, newest=dt.date(2024, 3, 5), layers=(PARQUET, ICEBERG))
+    assert [(day.state, day.layers) for day in shown] == [
+        (DONE, {"Parquet": True, "Iceberg": False}),
+        (DONE, {"Parquet": False, "Iceberg": True}),
+        (MISSING, {}),
+    ]
     hidden = collect(bucket, "p", tmp_path, *window, newest=dt.date(2024, 3, 5))
-    assert [day.parquet for day in hidden] == [None, None, None]
+    assert [day.layers for day in hidden] == [{}, {}, {}]
 
 
 def test_a_done_day_carries_its_counts_and_when_it_was_verified_in_utc(

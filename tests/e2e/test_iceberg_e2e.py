@@ -129,6 +129,11 @@ def test_parquet_and_iceberg_together_fill_both_layers(lake: Workspace) -> None:
     assert "IcebergDay(date=2024-03-01)" in run.stderr and "ParquetDay(date=2024-03-01)" in run.stderr
     assert lake.keys("python_import/_parquet/") and lake.keys("python_import/_iceberg/")
     assert_table_matches_raw(lake, [DAY])
+    status = lake.amp_luigi("status", "--start", str(DAY), "--stop", str(DAY + dt.timedelta(days=2)))
+    assert status.returncode == 0, status.stderr
+    assert " pq ice" in status.stdout, status.stdout
+    assert "Parquet: 1 of 1 verified days" in status.stdout
+    assert "Iceberg: 1 of 1 verified days" in status.stdout
 
 
 def start_killable(workspace: Workspace, tmp_path: Path, pause: str, day: dt.date) -> subprocess.Popen[str]:
