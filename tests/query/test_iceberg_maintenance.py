@@ -10,7 +10,6 @@ from amp_luigi.query.iceberg_maintenance import compact, expire, orphans, refere
 from tests.query.iceberg_lake import DAY, Lake, day_lines
 
 DAYS = [DAY + dt.timedelta(days=n) for n in range(4)]
-NOW = dt.datetime.now(dt.timezone.utc)
 
 
 def backfill(lake: Lake) -> Counter[dt.date]:
@@ -64,12 +63,14 @@ def test_expiry_then_orphans_removes_only_what_no_snapshot_references(lake: Lake
     def listed() -> dict[str, dt.datetime]:
         return {f"s3://{bucket.name}/{key}": at for key, at in bucket.modified(prefix).items()}
 
-    assert orphans(table, listed(), NOW - dt.timedelta(hours=24)) == [], "young files are kept"
-    assert f"s3://{bucket.name}/{stray}" in orphans(table, listed(), NOW + dt.timedelta(minutes=1))
+    now = dt.datetime.now(dt.timezone.utc)
+    later = now + dt.timedelta(minutes=1)
+    assert orphans(table, listed(), now - dt.timedelta(hours=24)) == [], "young files are kept"
+    assert f"s3://{bucket.name}/{stray}" in orphans(table, listed(), later)
     snapshots = len(table.snapshots())
-    assert expire(table, NOW + dt.timedelta(minutes=1)) == snapshots - 1  # all but the current
+    assert expire(table, later) == snapshots - 1  # all but the current
     assert len(table.snapshots()) == 1
-    gone = orphans(table, listed(), NOW + dt.timedelta(minutes=1))
+    gone = orphans(table, listed(), later)
     keep = referenced(table)
     assert gone and not set(gone) & keep
     bucket.delete([uri.removeprefix(f"s3://{bucket.name}/") for uri in gone])
