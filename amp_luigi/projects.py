@@ -30,8 +30,6 @@ from amp_luigi.errors import ConfigError
 from amp_luigi.export_client import ExportClient, RetryPolicy
 from amp_luigi.layout import (
     date_named,
-    iceberg_prefix,
-    join_key,
     parquet_prefix,
     probe_key,
     project_prefix,
@@ -39,7 +37,6 @@ from amp_luigi.layout import (
 )
 from amp_luigi.luigi_defaults import PROJECT_SECTION as SECTION
 from amp_luigi.luigi_defaults import project_names
-from amp_luigi.query.catalog import TableSettings
 from amp_luigi.s3 import Bucket
 from amp_luigi.validation import (
     EXPORT_URLS,
@@ -111,27 +108,6 @@ class Project:
             connect_timeout=amplitude.connect_timeout,
             read_timeout=amplitude.read_timeout,
             settings_named=(keys, region),
-        )
-
-    def iceberg_table(self) -> TableSettings:
-        """Where the project's Iceberg table is ([iceberg]): `<table>` for the unnamed project,
-        `<table>_<name>` for a named one, at `s3://<bucket>/<prefix>_iceberg/<table>`: a folder of its
-        own, so removing the files no snapshot of the table references touches no other table's."""
-        checked(self.name)
-        iceberg, storage = settings.iceberg(), settings.storage()
-        table = "_".join(filter(None, (iceberg.value("table"), self.name.replace("-", "_"))))
-        uri = iceberg.value("uri") or f"sqlite:///{settings.staging().root() / 'iceberg-catalog.db'}"
-        return TableSettings(
-            catalog=iceberg.value("catalog"),
-            uri=uri,
-            identifier=f"{iceberg.value('namespace')}.{table}",
-            location=f"s3://{self.bucket}/{join_key(iceberg_prefix(self.prefix), table)}",
-            partition=iceberg.value("partition"),
-            aws=aws.credentials(*storage.aws_keys()),
-            credential=iceberg.value("credential"),
-            token=iceberg.value("token"),
-            warehouse=iceberg.value("warehouse"),
-            region=iceberg.value("region"),
         )
 
 

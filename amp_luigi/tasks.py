@@ -48,6 +48,7 @@ from amp_luigi.layout import (
 from amp_luigi.luigi_defaults import export_resource
 from amp_luigi.progress import Progress, mib
 from amp_luigi.projects import Project, checked, project
+from amp_luigi.query.catalog import open_table, table_of
 from amp_luigi.records import DayRecord, read_marker, write_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.settings import amplitude, iceberg, parquet, staging, storage
@@ -495,7 +496,7 @@ class IcebergDay(MarkerDay):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        return {self.project_settings().iceberg_table().resource: 1}
+        return {table_of(self.project_settings()).resource: 1}
 
     def requires(self) -> list[DayTask]:
         return [self.clone(VerifyDay), *([self.clone(ParquetDay)] if parquet().enabled else [])]
@@ -504,8 +505,7 @@ class IcebergDay(MarkerDay):
         return iceberg_marker_key(self.project_settings().prefix, self.date)
 
     def run(self) -> None:
-        from amp_luigi.query.catalog import open_table  # pyiceberg only where the layer is used
-        from amp_luigi.query.iceberg import commit_day
+        from amp_luigi.query.iceberg import commit_day  # pyiceberg only where the layer is used
         from amp_luigi.query.typed import Engine
 
         progress = Progress(self)
@@ -515,7 +515,7 @@ class IcebergDay(MarkerDay):
         if verified is None:  # removed as damaged since scheduling: verify the day again
             verify.discard()
             raise StaleStateError(f"{self.day_label()}: the verified marker could not be read. {verify.redo}")
-        table = settings.iceberg_table()
+        table = table_of(settings)
         work = Path(tempfile.mkdtemp(prefix=f".iceberg-{self.date.isoformat()}-", dir=settings.staging_root))
         try:
             record = commit_day(

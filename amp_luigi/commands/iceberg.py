@@ -18,7 +18,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, TextIO
 
 from amp_luigi.projects import Project, each
-from amp_luigi.query.catalog import CATALOG_NAME, TableSettings
+from amp_luigi.query.catalog import CATALOG_NAME, TableSettings, table_of
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -28,7 +28,7 @@ _MIB = 1024 * 1024
 
 def query(project: str | None, out: TextIO) -> int:
     for settings in each(project):
-        table = settings.iceberg_table()
+        table = table_of(settings)
         print(f"# {settings.where()}: table {table.identifier} at {table.location}/", file=out)
         print(_athena(table), file=out)
         print(_duckdb(table), file=out)
@@ -97,7 +97,7 @@ def maintain(
 
     now = dt.datetime.now(dt.timezone.utc)
     for settings in each(project):
-        table_settings = settings.iceberg_table()
+        table_settings = table_of(settings)
         catalog = open_catalog(table_settings)
         if not catalog.table_exists(table_settings.identifier):
             print(f"{table_settings.identifier}: no table yet (IcebergDay creates it)", file=out)

@@ -12,7 +12,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from amp_luigi import aws, settings
 from amp_luigi.errors import ConfigError
+from amp_luigi.layout import iceberg_prefix, join_key
+from amp_luigi.projects import Project, checked
 from amp_luigi.query.iceberg_schema import partition_spec, table_schema
 
 if TYPE_CHECKING:
@@ -67,33 +70,55 @@ class TableSettings:
         return {"credential": self.credential, "token": self.token, "warehouse": self.warehouse}
 
 
-def open_catalog(settings: TableSettings) -> Catalog:
+def table_of(project: Project) -> TableSettings:
+    """Where the project's table is ([iceberg]): `<table>` for the unnamed project, `<table>_<name>`
+    for a named one, at `s3://<bucket>/<prefix>_iceberg/<table>`: a folder of its own, so removing
+    the files no snapshot of the table references touches no other table's."""
+    checked(project.name)
+    iceberg, storage = settings.iceberg(), settings.storage()
+    table = "_".join(filter(None, (iceberg.value("table"), project.name.replace("-", "_"))))
+    uri = iceberg.value("uri") or f"sqlite:///{settings.staging().root() / 'iceberg-catalog.db'}"
+    return TableSettings(
+        catalog=iceberg.value("catalog"),
+        uri=uri,
+        identifier=f"{iceberg.value('namespace')}.{table}",
+        location=f"s3://{project.bucket}/{join_key(iceberg_prefix(project.prefix), table)}",
+        partition=iceberg.value("partition"),
+        aws=aws.credentials(*storage.aws_keys()),
+        credential=iceberg.value("credential"),
+        token=iceberg.value("token"),
+        warehouse=iceberg.value("warehouse"),
+        region=iceberg.value("region"),
+    )
+
+
+def open_catalog(table: TableSettings) -> Catalog:
     try:
         from pyiceberg.catalog import load_catalog
     except ImportError as error:
         raise ConfigError(
             "IcebergDay needs pyiceberg: pip install 'amp-luigi[iceberg]' (or set [iceberg] enabled = false)."
         ) from error
-    return load_catalog(CATALOG_NAME, **settings.properties())
+    return load_catalog(CATALOG_NAME, **table.properties())
 
 
-def open_table(settings: TableSettings) -> Table:
+def open_table(table: TableSettings) -> Table:
     """The table, created (with its namespace) when the catalog has none yet: a second worker that
     creates it at the same moment loads the first one's."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
-    catalog = open_catalog(settings)
+    catalog = open_catalog(table)
     with contextlib.suppress(NamespaceAlreadyExistsError):
-        catalog.create_namespace_if_not_exists(settings.namespace)
-    if catalog.table_exists(settings.identifier):
-        return catalog.load_table(settings.identifier)
+        catalog.create_namespace_if_not_exists(table.namespace)
+    if catalog.table_exists(table.identifier):
+        return catalog.load_table(table.identifier)
     schema = table_schema()
     try:
         return catalog.create_table(
-            settings.identifier,
+            table.identifier,
             schema=schema,
-            partition_spec=partition_spec(schema, settings.partition),
-            location=settings.location,
+            partition_spec=partition_spec(schema, table.partition),
+            location=table.location,
             properties={
                 "format-version": "2",
                 "write.parquet.compression-codec": "zstd",
@@ -104,4 +129,4 @@ def open_table(settings: TableSettings) -> Table:
             },
         )
     except TableAlreadyExistsError:
-        return catalog.load_table(settings.identifier)
+        return catalog.load_table(table.identifier)

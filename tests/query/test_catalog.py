@@ -8,7 +8,7 @@ import pytest
 
 from amp_luigi.errors import ConfigError
 from amp_luigi.projects import checked, project
-from amp_luigi.query.catalog import TableSettings
+from amp_luigi.query.catalog import TableSettings, table_of
 from tests.conftest import Configure
 
 STORAGE = """
@@ -30,7 +30,7 @@ def test_the_default_is_an_embedded_sqlite_catalog_beside_the_staging_days(
     configure: Configure, tmp_path: Path
 ) -> None:
     configure(BASE + f"[staging]\ndata_dir = {tmp_path / 'data'}\n")
-    table = project("").iceberg_table()
+    table = table_of(project(""))
     assert table.catalog == "sql" and table.uri == f"sqlite:///{tmp_path / 'data' / 'iceberg-catalog.db'}"
     assert (table.identifier, table.location) == ("amplitude.events", "s3://amp-bucket/amp_iceberg/events")
     assert table.resource == "iceberg_amplitude_events"
@@ -45,7 +45,7 @@ def test_a_named_project_has_a_table_of_its_own(
     configure(
         STORAGE + "[project.web-app]\n[iceberg]\ncatalog = glue\nregion = eu-west-1\nnamespace = product\n"
     )
-    table = project("web-app").iceberg_table()
+    table = table_of(project("web-app"))
     assert (table.identifier, table.location) == (
         "product.events_web_app",
         "s3://amp-bucket/amp/web-app_iceberg/events_web_app",
@@ -59,7 +59,7 @@ def test_secrets_stay_out_of_the_repr_and_messages(
     monkeypatch.setenv("AMP_ICEBERG_URI", "https://catalog.example.com")
     monkeypatch.setenv("AMP_ICEBERG_CREDENTIAL", "client:very-secret")
     configure(BASE + "[iceberg]\ncatalog = rest\n")
-    table = project("").iceberg_table()
+    table = table_of(project(""))
     assert table.properties()["credential"] == "client:very-secret"
     assert "very-secret" not in repr(table)
     monkeypatch.setenv("AMP_ICEBERG_URI", "postgresql+psycopg://user:p4ssw0rd@db/iceberg")
