@@ -157,3 +157,14 @@ def test_the_commit_is_read_back_from_the_table(lake: Lake, monkeypatch: pytest.
     monkeypatch.setattr(iceberg, "_committed_rows", lambda table, snapshot, date: (1, 1))
     with pytest.raises(VerificationError, match="holds 1 rows of upload day 2024-03-01"):
         lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
+
+
+def test_a_day_without_events_commits_none_and_replaces_what_it_had(lake: Lake) -> None:
+    empty = lake.commit(DAY, [])
+    assert (empty.rows, empty.snapshot_id, empty.event_days) == (0, None, [])
+    lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
+    other = DAY + dt.timedelta(days=1)
+    kept = lake.commit(other, lake.put(other, day_lines(other, hours=(5,))))
+    emptied = lake.commit(DAY, [])  # a refresh found the day empty after all
+    assert emptied.rows == 0 and emptied.snapshot_id is not None
+    assert Counter(lake.rows().column("upload_date").to_pylist()) == {other: kept.rows}
