@@ -12,9 +12,11 @@ verified converts, in three passes:
    `uuid` repeated within the day is kept once (the first received), and a `uuid` another upload
    day already committed (looked up in the event-time partitions the day touches only) is not added
    again. The rows go, sorted by event time, into one local Parquet file.
-3. One transaction: the new columns, the deletion of whatever U committed before (a rerun, a
-   refresh, a crash after an earlier commit), and the rows, appended in slices that keep memory
-   bounded. The catalog commits it atomically: a reader sees the table before it or after it, and
+3. DuckDB writes the rows as one Parquet file per event-time partition (memory bounded by its
+   limit; pyiceberg's own writer would hold the day in Arrow several times over), each uploaded
+   with its CRC32 proven, under the table's `data/`. One transaction: the new columns, the deletion
+   of whatever U committed before (a rerun, a refresh, a crash after an earlier commit), and the
+   files, added in one snapshot. The catalog commits it atomically: a reader sees the table before it or after it, and
    U's rows exactly once, never half of them. A commit that lost a race with another writer (a
    second host with its own scheduler) is redone from pass 2 against the table as it now is.
 
@@ -27,12 +29,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from amp_luigi import checksum
 from amp_luigi.errors import RetriableError, VerificationError
 from amp_luigi.query.iceberg_schema import (
     EVENT_TIME,
@@ -42,6 +46,9 @@ from amp_luigi.query.iceberg_schema import (
     doc,
     iceberg_type,
     nameable,
+    partition_bounds,
+    partition_label,
+    partition_start,
 )
 from amp_luigi.query.schema import EXTRA, Column
 from amp_luigi.query.typed import Engine, HourFiles, connect, copy_rows, files, ident, select_sql, text
@@ -49,12 +56,11 @@ from amp_luigi.records import ExpectedObject, IcebergRecord
 from amp_luigi.s3 import Bucket
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyiceberg.table import Table
 
 logger = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 5
-_BATCH_ROWS = 10_000
+_BATCH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def commit_day(
                 columns = columns_of(table.schema())
                 hour_paths = _typed_hours(con, bucket, date, objects, columns, work, on_step)
             try:
-                commit = _commit(con, table, date, hour_paths, columns, work, engine, on_step)
+                commit = _commit(con, table, bucket, date, hour_paths, columns, work, on_step)
                 break
             except Exception as error:
                 if not _lost_race(error):
@@ -267,11 +273,11 @@ def _committed_uuids(table: Table, days: list[dt.date], missing: bool, date: dt.
 def _commit(
     con: Any,
     table: Table,
+    bucket: Bucket,
     date: dt.date,
     hour_paths: list[Path],
     columns: Sequence[Column],
     work: Path,
-    engine: Engine,
     on_step: Callable[[str, float], None],
 ) -> Commit:
     """Passes 2 and 3 against the table as loaded: one transaction, committed by the catalog."""
@@ -286,18 +292,31 @@ def _commit(
     if rows:
         within, written = _deduplicated(con, rows, table, added, date, committed, day_file)
     previous = table.current_snapshot()
-    on_step(f"committing {written} rows of upload day {date}", 75.0)
-    with warnings.catch_warnings(), table.transaction() as tx:
-        # pyiceberg warns when the deletion matches nothing: a day's first commit.
-        warnings.filterwarnings("ignore", "Delete operation did not match any records")
-        if added:
-            with tx.update_schema() as update:
-                for column in added:
-                    update.add_column(column.name, iceberg_type(column), doc=doc(column))
-        tx.delete(_upload_day(date))
-        properties = {"amp-luigi.upload-date": date.isoformat(), "amp-luigi.rows": str(written)}
-        for part in _slices(day_file, engine.memory_limit_mib * 1024 * 1024 // 4) if written else []:
-            tx.append(part, snapshot_properties=properties)
+    partition = str(table.spec().fields[0].transform)
+    on_step(f"uploading {written} rows of upload day {date}, one file per event-time partition", 75.0)
+    uploaded = (
+        _upload_partitions(con, bucket, table, day_file, partition, days, missing, work) if written else []
+    )
+    on_step(f"committing {written} rows of upload day {date}", 85.0)
+    try:
+        with warnings.catch_warnings(), table.transaction() as tx:
+            # pyiceberg warns when the deletion matches nothing: a day's first commit.
+            warnings.filterwarnings("ignore", "Delete operation did not match any records")
+            if added:
+                with tx.update_schema() as update:
+                    for column in added:
+                        update.add_column(column.name, iceberg_type(column), doc=doc(column))
+            tx.delete(_upload_day(date))
+            if uploaded:
+                # Our own file names, new for every attempt: no look-up of the table's files needed.
+                properties = {"amp-luigi.upload-date": date.isoformat(), "amp-luigi.rows": str(written)}
+                tx.add_files(uploaded, snapshot_properties=properties, check_duplicate_files=False)
+    except BaseException:
+        # Not committed (or not known to be): the files are no snapshot's. A commit that did land
+        # after all (a lost answer) keeps them: its rows are found when the day is read back.
+        if table.refresh().current_snapshot() == previous:
+            bucket.delete([_key(bucket, uri) for uri in uploaded])
+        raise
     snapshot = table.current_snapshot()
     total = sum(_count(hour) for hour in hour_paths)
     return Commit(
@@ -350,22 +369,48 @@ def _deduplicated(
     return within, int(written)
 
 
-def _slices(path: Path, max_bytes: int) -> Iterator[pa.Table]:
-    """The file's rows as Arrow tables of about `max_bytes` each: pyiceberg writes a partitioned
-    table from a whole Arrow table only, so the day goes in slices to bound memory."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _key(bucket: Bucket, uri: str) -> str:
+    return uri.removeprefix(f"s3://{bucket.name}/")
 
-    batches: list[pa.RecordBatch] = []
-    size = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-        batches.append(batch)
-        size += batch.nbytes
-        if size >= max_bytes:
-            yield pa.Table.from_batches(batches)
-            batches, size = [], 0
-    if batches:
-        yield pa.Table.from_batches(batches)
+
+def _upload_partitions(
+    con: Any,
+    bucket: Bucket,
+    table: Table,
+    day_file: Path,
+    partition: str,
+    days: list[dt.date],
+    missing: bool,
+    work: Path,
+) -> list[str]:
+    """The day's rows as one Parquet file per event-time partition, written by DuckDB (within its
+    memory limit: pyiceberg's own writer holds a partitioned table in Arrow whole, several times
+    over) and uploaded, each proven by its CRC32, under the table's `data/`; their URIs.
+
+    The day's file is sorted by event time, so each partition's rows are read from its own row groups.
+    """
+    wanted: list[tuple[dt.date | None, str]] = []
+    for start_day in sorted({partition_start(day, partition) for day in days}):
+        start, stop = partition_bounds(start_day, partition)
+        wanted.append(
+            (start_day, f"{EVENT_TIME} >= '{start.isoformat()}' AND {EVENT_TIME} < '{stop.isoformat()}'")
+        )
+    if missing:
+        wanted.append((None, f"{EVENT_TIME} IS NULL"))
+    attempt = uuid.uuid4().hex
+    location = table.location().rstrip("/")
+    uris = []
+    for n, (first, where) in enumerate(wanted):
+        local = work / f"part-{n}.parquet"
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({text(str(day_file))}) WHERE {where}) TO {text(str(local))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {_BATCH_ROWS})"
+        )
+        uri = f"{location}/data/{partition_label(first, partition)}/{attempt}-{n:05d}.parquet"
+        bucket.upload(_key(bucket, uri), checksum.file_chunks(local), checksum.file_crc32(local), {})
+        local.unlink()
+        uris.append(uri)
+    return uris
 
 
 def _committed_rows(table: Table, snapshot_id: int | None, date: dt.date) -> tuple[int, int]:

@@ -24,14 +24,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from amp_luigi.query.iceberg_schema import EVENT_TIME, UPLOAD_DATE
+from amp_luigi.query.iceberg_schema import (
+    EVENT_TIME,
+    UPLOAD_DATE,
+    partition_bounds,
+    partition_label,
+    partition_of_value,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
 logger = logging.getLogger(__name__)
-_EPOCH = dt.date(1970, 1, 1)
 
 
 def expire(table: Table, older_than: dt.datetime) -> int:
@@ -105,7 +110,7 @@ def _upload_days(data_file: DataFile, field_id: int) -> tuple[dt.date, dt.date]:
 
     low = from_bytes(DateType(), data_file.lower_bounds[field_id])
     high = from_bytes(DateType(), data_file.upper_bounds[field_id])
-    return _EPOCH + dt.timedelta(days=int(low)), _EPOCH + dt.timedelta(days=int(high))
+    return partition_of_value(int(low), "day"), partition_of_value(int(high), "day")  # days since 1970
 
 
 def _rewritable(
@@ -146,27 +151,19 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def _partition(table: Table) -> str:
+    """`day` or `month`: the table's partition transform."""
+    return str(table.spec().fields[0].transform)
+
+
 def _partition_range(table: Table, value: int) -> tuple[dt.datetime, dt.datetime]:
-    """The event times of a day (days since 1970) or month (months since 1970) partition."""
-    if _monthly(table):
-        year, month = divmod(value, 12)
-        start = dt.datetime(1970 + year, month + 1, 1, tzinfo=dt.timezone.utc)
-        after = dt.datetime(1970 + (value + 1) // 12, (value + 1) % 12 + 1, 1, tzinfo=dt.timezone.utc)
-        return start, after
-    start = dt.datetime.combine(_EPOCH + dt.timedelta(days=value), dt.time(), tzinfo=dt.timezone.utc)
-    return start, start + dt.timedelta(days=1)
-
-
-def _monthly(table: Table) -> bool:
-    return str(table.spec().fields[0].transform) == "month"
+    """The event times of a partition from its value (days or months since 1970)."""
+    return partition_bounds(partition_of_value(value, _partition(table)), _partition(table))
 
 
 def _partition_label(table: Table, value: int | None) -> str:
-    field = table.spec().fields[0].name
-    if value is None:
-        return f"{field}=null"
-    start, _ = _partition_range(table, value)
-    return f"{field}={start:%Y-%m}" if _monthly(table) else f"{field}={start.date().isoformat()}"
+    first = None if value is None else partition_of_value(value, _partition(table))
+    return partition_label(first, _partition(table))
 
 
 def referenced(table: Table) -> set[str]:

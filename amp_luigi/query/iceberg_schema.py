@@ -12,6 +12,7 @@ field. A field whose name is no plain lower-case column name (Glue and Athena fo
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -128,3 +129,34 @@ def added_type(json_types: Iterable[str]) -> str | None:
 
 def iceberg_type(column: Column) -> IcebergType:
     return _types()[column.type]
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def partition_start(day: dt.date, partition: str) -> dt.date:
+    """The first day of the partition (`day` or `month`) that holds `day`."""
+    return day if partition == "day" else day.replace(day=1)
+
+
+def partition_of_value(value: int, partition: str) -> dt.date:
+    """The first day of a partition from Iceberg's value (days, or months, since 1970)."""
+    if partition == "day":
+        return _EPOCH + dt.timedelta(days=value)
+    return dt.date(1970 + value // 12, value % 12 + 1, 1)
+
+
+def partition_bounds(first: dt.date, partition: str) -> tuple[dt.datetime, dt.datetime]:
+    """The event times [start, stop) of the partition that starts on `first`, in UTC."""
+    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.timezone.utc)
+    if partition == "day":
+        return start, start + dt.timedelta(days=1)
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start, dt.datetime.combine(following, dt.time(), tzinfo=dt.timezone.utc)
+
+
+def partition_label(first: dt.date | None, partition: str) -> str:
+    """`event_day=2024-03-01`, `event_month=2024-03`, or `event_day=null` for events without a time."""
+    if first is None:
+        return f"event_{partition}=null"
+    return f"event_{partition}=" + (first.isoformat() if partition == "day" else f"{first:%Y-%m}")

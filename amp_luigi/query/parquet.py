@@ -16,7 +16,7 @@ parse) fails the day, naming the object, the line and the field: DuckDB's casts 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +67,6 @@ def footer_rows(con: Any, bucket: Bucket, key: str, size: int, scratch: Path) ->
     return int(rows or 0)
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        yield from iter(lambda: source.read(_CHUNK), b"")
-
-
-def _file_crc32(path: Path) -> str:
-    value = 0
-    for chunk in _file_chunks(path):
-        value = checksum.crc32(chunk, value)
-    return checksum.crc32_text(value)
-
-
 def convert_day(
     bucket: Bucket,
     layout: ParquetLayout,
@@ -100,9 +88,9 @@ def convert_day(
         )
         for hour, dest, rows in converted:
             key = layout.hour_key(hour)
-            crc32 = _file_crc32(dest)
+            crc32 = checksum.file_crc32(dest)
             metadata = {"events": str(rows), "schema-version": str(SCHEMA_VERSION)}
-            etag = bucket.upload(key, _file_chunks(dest), crc32, metadata)
+            etag = bucket.upload(key, checksum.file_chunks(dest), crc32, metadata)
             written.append(ParquetFile(key, dest.stat().st_size, crc32, rows, etag))
             dest.unlink()
             on_hour(len(written), len(converted))
