@@ -9,7 +9,9 @@ them, so the benchmark measures the configuration users run.
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,37 @@ BUCKET = "amp-bench"
 
 
 PRODUCT_EXTRAS = "parquet,iceberg"  # ParquetDay's DuckDB, IcebergDay's pyiceberg
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a benchmark works and caches, how it profiles, and which venv it runs: every one takes these."""
+    parser.add_argument("--work-dir", help="default: a temporary directory")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(Path(tempfile.gettempdir()) / "amp-luigi-bench-cache"),
+        help="generated days and the product venv, kept",
+    )
+    parser.add_argument("--profile", help="write a cProfile of every luigi run into this directory")
+    parser.add_argument(
+        "--py-spy", help="with --profile: sample with this py-spy binary instead (all threads)"
+    )
+    parser.add_argument(
+        "--dev-venv", action="store_true", help="run from this development venv, not a user's install"
+    )
+
+
+def open_bench(args: argparse.Namespace, stack: contextlib.ExitStack) -> Bench:
+    """The world of the run arguments (add_run_arguments), stopped when `stack` closes."""
+    work = Path(args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="amp-bench-")))
+    work.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache_dir)
+    bench = Bench(work, cache, Path(sys.executable).parent if args.dev_venv else product_bin(cache))
+    stack.callback(bench.stop)
+    if args.profile:
+        bench.profile_dir = Path(args.profile)
+        bench.profile_dir.mkdir(parents=True, exist_ok=True)
+        bench.py_spy = args.py_spy
+    return bench
 
 
 def product_bin(cache: Path) -> Path:

@@ -21,13 +21,12 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import scenarios
-from benchmarks.bench import DAY, Bench, day_hours, product_bin
+from benchmarks.bench import DAY, add_run_arguments, day_hours, open_bench
 from benchmarks.harness import MIB
 
 
@@ -51,19 +50,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--range-days", type=int, default=365, help="verified days of the no-op range check")
     parser.add_argument("--quick", action="store_true", help="only the pipelines' table")
     parser.add_argument("--parquet", action="store_true", help="only the ParquetDay stage (its own table)")
-    parser.add_argument("--work-dir", help="default: a temporary directory")
-    parser.add_argument(
-        "--cache-dir",
-        default=str(Path(tempfile.gettempdir()) / "amp-luigi-bench-cache"),
-        help="generated days, kept",
-    )
-    parser.add_argument("--profile", help="write a cProfile of every amp-luigi run into this directory")
-    parser.add_argument(
-        "--py-spy", help="with --profile: sample with this py-spy binary instead (all threads)"
-    )
-    parser.add_argument(
-        "--dev-venv", action="store_true", help="run from this development venv, not a user's install"
-    )
+    add_run_arguments(parser)
     return parser.parse_args()
 
 
@@ -78,15 +65,7 @@ def spec(args: argparse.Namespace, mib: float, seed: int = 0) -> dict[str, int]:
 def main() -> None:
     args = arguments()
     with contextlib.ExitStack() as stack:
-        work = Path(args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="amp-bench-")))
-        work.mkdir(parents=True, exist_ok=True)
-        cache = Path(args.cache_dir)
-        bench = Bench(work, cache, Path(sys.executable).parent if args.dev_venv else product_bin(cache))
-        stack.callback(bench.stop)
-        if args.profile:
-            bench.profile_dir = Path(args.profile)
-            bench.profile_dir.mkdir(parents=True, exist_ok=True)
-            bench.py_spy = args.py_spy
+        bench = open_bench(args, stack)
         print(f"generating a day of ~{args.mib:g} MiB with the emulator ...", file=sys.stderr)
         emulator = bench.emulator(spec(args, args.mib), [DAY])
         zip_bytes, raw_bytes = bench.zip_size(emulator)

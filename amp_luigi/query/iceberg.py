@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 5
-_BATCH_ROWS = 100_000
+_ROW_GROUP_ROWS = 10_000  # a row group is buffered whole: ~20 MB of events, within DuckDB's limit
 
 
 @dataclass(frozen=True)
@@ -281,21 +281,25 @@ def _commit(
     on_step: Callable[[str, float], None],
 ) -> Commit:
     """Passes 2 and 3 against the table as loaded: one transaction, committed by the catalog."""
-    rows = f"read_parquet({files(hour_paths)}, union_by_name = true)" if hour_paths else None
+    rows = (
+        f"read_parquet({files(hour_paths)}, union_by_name = true, filename = true, file_row_number = true)"
+        if hour_paths
+        else None
+    )
     added = _new_columns(con, rows, columns) if rows else []
     days, missing = _event_days(con, rows) if rows else ([], False)
     on_step(f"looking up the uuids other upload days committed on {len(days)} event day(s)", 65.0)
     committed = work / "committed.parquet"
     _committed_uuids(table, days, missing, date, committed)
-    day_file = work / "day.parquet"
-    within = written = 0
-    if rows:
-        within, written = _deduplicated(con, rows, table, added, date, committed, day_file)
+    within = _keep(con, rows, committed) if rows else 0
     previous = table.current_snapshot()
-    partition = str(table.spec().fields[0].transform)
-    on_step(f"uploading {written} rows of upload day {date}, one file per event-time partition", 75.0)
-    uploaded = (
-        _upload_partitions(con, bucket, table, day_file, partition, days, missing, work) if written else []
+    on_step(f"uploading upload day {date}'s rows, one file per event-time partition", 75.0)
+    uploaded, written = (
+        _upload_partitions(
+            con, bucket, table, f"SELECT {_select(table, added, date)} FROM {rows}", days, missing, work
+        )
+        if rows
+        else ([], 0)
     )
     on_step(f"committing {written} rows of upload day {date}", 85.0)
     try:
@@ -336,12 +340,27 @@ def _count(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def _deduplicated(
-    con: Any, rows: str, table: Table, added: list[Column], date: dt.date, committed: Path, dest: Path
-) -> tuple[int, int]:
-    """The day's rows, each uuid once and none another upload day committed, in the table's column
-    order and sorted by event time, into `dest`; (repeated within the day, rows written)."""
-    names = [field.name for field in table.schema().fields]
+def _keep(con: Any, rows: str, committed: Path) -> int:
+    """Which of the day's rows go in (the temporary table `kept`, by file and row number): each uuid
+    once (the first received) and none another upload day committed. Only those narrow columns are
+    sorted, so DuckDB's memory holds a fraction of the day. Returns the uuids repeated within the day."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT filename, file_row_number FROM (
+            SELECT filename, file_row_number, uuid,
+                   row_number() OVER (PARTITION BY uuid ORDER BY server_upload_time, insert_id) AS nth
+            FROM {rows}
+        ) AS day
+        ANTI JOIN read_parquet({text(str(committed))}) AS committed USING (uuid)
+        WHERE uuid IS NULL OR nth = 1
+        """
+    )
+    return int(con.execute(f"SELECT count(uuid) - count(DISTINCT uuid) FROM {rows}").fetchone()[0])
+
+
+def _select(table: Table, added: list[Column], date: dt.date) -> str:
+    """SQL: a kept row in the table's column order, added columns taken out of extra_fields."""
     by_name = {column.name: _extracted(column) for column in added}
     rest = "{" + ", ".join(f'"{column.field}": null' for column in added) + "}"
     extra = ident(EXTRA.name)
@@ -349,24 +368,8 @@ def _deduplicated(
         f"nullif(CAST(json_merge_patch({extra}, {text(rest)}) AS VARCHAR), '{{}}')" if added else extra
     )
     by_name[UPLOAD_DATE] = f"DATE {text(date.isoformat())}"
-    select = ", ".join(
-        f"{by_name.get(name, ident(name))} AS {ident(name)}" for name in [*names, *(c.name for c in added)]
-    )
-    within = int(con.execute(f"SELECT count(uuid) - count(DISTINCT uuid) FROM {rows}").fetchone()[0])
-    written = con.execute(
-        f"""
-        COPY (
-            SELECT {select} FROM (
-                SELECT *, row_number() OVER (PARTITION BY uuid ORDER BY server_upload_time, insert_id) AS nth
-                FROM {rows}
-            ) AS day
-            ANTI JOIN read_parquet({text(str(committed))}) AS committed USING (uuid)
-            WHERE uuid IS NULL OR nth = 1
-            ORDER BY {EVENT_TIME}
-        ) TO {text(str(dest))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {_BATCH_ROWS})
-        """
-    ).fetchone()[0]
-    return within, int(written)
+    names = [field.name for field in table.schema().fields] + [column.name for column in added]
+    return ", ".join(f"{by_name.get(name, ident(name))} AS {ident(name)}" for name in names)
 
 
 def _key(bucket: Bucket, uri: str) -> str:
@@ -374,21 +377,12 @@ def _key(bucket: Bucket, uri: str) -> str:
 
 
 def _upload_partitions(
-    con: Any,
-    bucket: Bucket,
-    table: Table,
-    day_file: Path,
-    partition: str,
-    days: list[dt.date],
-    missing: bool,
-    work: Path,
-) -> list[str]:
-    """The day's rows as one Parquet file per event-time partition, written by DuckDB (within its
-    memory limit: pyiceberg's own writer holds a partitioned table in Arrow whole, several times
-    over) and uploaded, each proven by its CRC32, under the table's `data/`; their URIs.
-
-    The day's file is sorted by event time, so each partition's rows are read from its own row groups.
-    """
+    con: Any, bucket: Bucket, table: Table, select: str, days: list[dt.date], missing: bool, work: Path
+) -> tuple[list[str], int]:
+    """The kept rows of `select` as one Parquet file per event-time partition, written by DuckDB
+    (within its memory limit: pyiceberg's own writer holds a partitioned day in Arrow several times
+    over) and uploaded, each proven by its CRC32, under the table's `data/`; their URIs, and the rows."""
+    partition = str(table.spec().fields[0].transform)
     wanted: list[tuple[dt.date | None, str]] = []
     for start_day in sorted({partition_start(day, partition) for day in days}):
         start, stop = partition_bounds(start_day, partition)
@@ -399,18 +393,20 @@ def _upload_partitions(
         wanted.append((None, f"{EVENT_TIME} IS NULL"))
     attempt = uuid.uuid4().hex
     location = table.location().rstrip("/")
-    uris = []
+    uris, written = [], 0
     for n, (first, where) in enumerate(wanted):
         local = work / f"part-{n}.parquet"
-        con.execute(
-            f"COPY (SELECT * FROM read_parquet({text(str(day_file))}) WHERE {where}) TO {text(str(local))} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {_BATCH_ROWS})"
-        )
-        uri = f"{location}/data/{partition_label(first, partition)}/{attempt}-{n:05d}.parquet"
-        bucket.upload(_key(bucket, uri), checksum.file_chunks(local), checksum.file_crc32(local), {})
+        rows = con.execute(
+            f"COPY ({select} SEMI JOIN kept USING (filename, file_row_number) WHERE {where}) "
+            f"TO {text(str(local))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {_ROW_GROUP_ROWS})"
+        ).fetchone()[0]
+        if rows:
+            uri = f"{location}/data/{partition_label(first, partition)}/{attempt}-{n:05d}.parquet"
+            bucket.upload(_key(bucket, uri), checksum.file_chunks(local), checksum.file_crc32(local), {})
+            uris.append(uri)
+            written += int(rows)
         local.unlink()
-        uris.append(uri)
-    return uris
+    return uris, written
 
 
 def _committed_rows(table: Table, snapshot_id: int | None, date: dt.date) -> tuple[int, int]:
