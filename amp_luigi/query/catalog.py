@@ -126,6 +126,10 @@ def open_table(table: TableSettings) -> Table:
                 # the table as the other writer left it; pyiceberg's own retry would re-apply the
                 # rows as they were (and deletes the files of the lost attempt either way).
                 "commit.retry.num-retries": "0",
+                # Every commit adds a manifest, and a commit's deletion reads every manifest: merged
+                # once there are 10, so a commit's cost stops growing with the number of upload days.
+                "commit.manifest-merge.enabled": "true",
+                "commit.manifest.min-count-to-merge": "10",
             },
         )
     except TableAlreadyExistsError:

@@ -70,6 +70,7 @@ class Commit:
     snapshot_id: int | None  # None: the table is still empty (a day without events, first)
     previous_snapshot_id: int | None
     rows: int
+    files: int  # the data files it added
     within_day: int
     committed_before: int
     event_days: list[dt.date]
@@ -112,7 +113,7 @@ def commit_day(
                 logger.info("%s: lost a commit race to another writer (%s); committing again", date, error)
                 table = open_table()
         on_step("reading the committed rows back from the table", 95.0)
-        found, data_files = _committed_rows(table, commit.snapshot_id, date)
+        found = _committed_rows(table, commit.snapshot_id, date)
         if found != commit.rows:
             raise VerificationError(
                 f"{date}: the table's snapshot {commit.snapshot_id} holds {found} rows of upload day "
@@ -129,7 +130,7 @@ def commit_day(
             snapshot_id=commit.snapshot_id,
             previous_snapshot_id=commit.previous_snapshot_id,
             rows=commit.rows,
-            files=data_files,
+            files=commit.files,
             source_events=events,
             duplicates_within_day=commit.within_day,
             duplicates_committed=commit.committed_before,
@@ -327,6 +328,7 @@ def _commit(
         snapshot_id=snapshot.snapshot_id if snapshot else None,
         previous_snapshot_id=previous.snapshot_id if previous else None,
         rows=written,
+        files=len(uploaded),
         within_day=within,
         committed_before=total - within - written,
         event_days=days,
@@ -409,10 +411,9 @@ def _upload_partitions(
     return uris, written
 
 
-def _committed_rows(table: Table, snapshot_id: int | None, date: dt.date) -> tuple[int, int]:
-    """Upload day `date`'s rows in the snapshot, read from the table, and the data files holding them."""
+def _committed_rows(table: Table, snapshot_id: int | None, date: dt.date) -> int:
+    """Upload day `date`'s rows in the snapshot, read from the table (its smallest column)."""
     if snapshot_id is None:
-        return 0, 0
-    scan = table.scan(snapshot_id=snapshot_id, row_filter=_upload_day(date), selected_fields=("uuid",))
-    data_files = len(list(scan.plan_files()))
-    return sum(batch.num_rows for batch in scan.to_arrow_batch_reader()), data_files
+        return 0
+    scan = table.scan(snapshot_id=snapshot_id, row_filter=_upload_day(date), selected_fields=(UPLOAD_DATE,))
+    return sum(batch.num_rows for batch in scan.to_arrow_batch_reader())

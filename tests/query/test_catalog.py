@@ -76,7 +76,7 @@ def test_secrets_stay_out_of_the_repr_and_messages(
         ("partition = week", r"\[iceberg\] partition = 'week' is not one of day, month"),
         ("table = Events", r"\[iceberg\] table = 'Events' is not a name Glue and Athena accept"),
         ("uri = not a url", r"AMP_ICEBERG_URI \(\[iceberg\] uri\) is not a URL \(not shown here\)"),
-        ("memory_limit_mib = 10", r"\[iceberg\] memory_limit_mib = 10 must be at least 64"),
+        ("memory_limit_mib = 128", r"\[iceberg\] memory_limit_mib = 128 must be at least 160"),
     ],
 )
 def test_bad_settings_are_named_before_any_request(configure: Configure, options: str, message: str) -> None:

@@ -154,7 +154,7 @@ def test_a_lost_commit_race_is_committed_again_not_failed(lake: Lake) -> None:
 def test_the_commit_is_read_back_from_the_table(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     from amp_luigi.query import iceberg
 
-    monkeypatch.setattr(iceberg, "_committed_rows", lambda table, snapshot, date: (1, 1))
+    monkeypatch.setattr(iceberg, "_committed_rows", lambda table, snapshot, date: 1)
     with pytest.raises(VerificationError, match="holds 1 rows of upload day 2024-03-01"):
         lake.commit(DAY, lake.put(DAY, day_lines(DAY, hours=(5,))))
 
