@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from amp_luigi.errors import VerificationError
+from amp_luigi.query.iceberg_maintenance import compact
 from amp_luigi.query.typed import SchemaMismatchError
 from tests.query.iceberg_lake import DAY, Lake, by_event_day, day_lines, events_of
 
@@ -168,3 +170,22 @@ def test_a_day_without_events_commits_none_and_replaces_what_it_had(lake: Lake) 
     emptied = lake.commit(DAY, [])  # a refresh found the day empty after all
     assert emptied.rows == 0 and emptied.snapshot_id is not None
     assert Counter(lake.rows().column("upload_date").to_pylist()) == {other: kept.rows}
+
+
+def test_a_month_partitioned_table_puts_late_events_in_their_month(lake: Lake) -> None:
+    lake.settings = replace(lake.settings, partition="month")
+    lines = day_lines(DAY)  # 2024-03-01: its late events happened in February
+    record = lake.commit(DAY, lake.put(DAY, lines))
+    table = lake.table()
+    assert [str(field.transform) for field in table.spec().fields] == ["month"]
+    assert record.files == 2, "one file for February's late events, one for March"
+    paths = sorted(task.file.file_path.split("/data/")[1].split("/")[0] for task in table.scan().plan_files())
+    assert paths == ["event_month=2024-02", "event_month=2024-03"]
+    february = table.scan(row_filter="event_time < '2024-03-01T00:00:00+00:00'").to_arrow()
+    assert february.num_rows == sum(n for day, n in by_event_day(events_of(lines)).items() if day < "2024-03")
+    next_day = DAY + dt.timedelta(days=1)
+    lake.commit(next_day, lake.put(next_day, day_lines(next_day)))
+    compact(lake.table(), small_bytes=1 << 30, max_bytes=1 << 30)
+    rows = lake.rows()
+    assert Counter(rows.column("upload_date").to_pylist())[DAY] == record.rows
+    assert len(set(rows.column("uuid").to_pylist())) == rows.num_rows
