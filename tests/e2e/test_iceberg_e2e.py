@@ -240,6 +240,10 @@ def test_maintenance_expires_compacts_and_removes_unreferenced_files_keeping_eve
     assert "files -> 1" in kept.stdout
     assert_table_matches_raw(lake, DAYS)
 
+    dry = lake.amp_luigi("iceberg", "maintain", "--dry-run", "--orphan-hours", "0")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would remove s3://{lake.bucket}/{planted}" in dry.stdout
+    assert planted in lake.keys(LOCATION), "a dry run removes nothing"
     removed = lake.amp_luigi("iceberg", "maintain", "--expire-days", "0", "--orphan-hours", "0")
     assert removed.returncode == 0, removed.stderr
     assert planted not in lake.keys(LOCATION)
