@@ -19,19 +19,19 @@ import contextlib
 import datetime as dt
 import fcntl
 import logging
-import os
-import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import IO, cast
 
 from amp_luigi.errors import ArchiveError, FatalError, NewerRecordError, NotYetAvailableError, StaleStateError
 from amp_luigi.export_client import ExportClient, ExportedPart, export_hours
 from amp_luigi.hours import HourRange, available_after, days_between
-from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, partial_path, window_dir
+from amp_luigi.layout import MEMBER_NAME, DayLayout, date_named, day_lock, window_dir
 from amp_luigi.members import MEMBER_SUFFIX, ZIP_ERRORS, Limits
 from amp_luigi.records import DayRecord, ExportedRange, ExportIndex
 from amp_luigi.s3 import Bucket
+from amp_luigi.staging_area import LOCAL, StagingArea
 from amp_luigi.windows import NEIGHBOURS, Known, Window, consecutive
 
 logger = logging.getLogger(__name__)
@@ -80,13 +80,13 @@ def export_window(
     An answer that cannot be split (a member of no day of the window, a damaged zip) is discarded
     whole with an ArchiveError naming the member: none of the window's days is exported.
     """
-    staging_root = layouts[window.first].staging_root
-    spool = window_dir(staging_root, window.first, window.last)
+    area = layouts[window.first].area
+    spool = window_dir(layouts[window.first].staging_root, window.first, window.last)
     ranges: dict[dt.date, list[ExportedRange]] = {day: [] for day in window.days}
     split: set[dt.date] = set()
     for requested in window.requests():
         for part in export_hours(
-            client, requested, lambda hours: _archive_for(hours, layouts, spool), on_bytes
+            client, requested, lambda hours: _archive_for(hours, layouts, spool), on_bytes, area
         ):
             for day, exported in _days_of(part, layouts, limits).items():
                 ranges[day].append(exported)
@@ -94,12 +94,12 @@ def export_window(
                     split.add(day)
     indices = {day: ExportIndex(day, parts, day in split) for day, parts in ranges.items()}
     for day, index in indices.items():
-        index.save(layouts[day].export_index)
-    shutil.rmtree(spool, ignore_errors=True)
+        index.save(layouts[day].export_index, area)
+    area.remove_tree(spool)
     return indices
 
 
-def _archive_for(hours: HourRange, layouts: dict[dt.date, DayLayout], spool: Path) -> Path:
+def _archive_for(hours: HourRange, layouts: dict[dt.date, DayLayout], spool: PurePath) -> PurePath:
     """A range within one day goes straight to that day's archives; a range of several days waits
     in the window's spool until split."""
     if hours.whole_days > 1:
@@ -117,19 +117,28 @@ def _days_of(
         return {hours.start.date(): ExportedRange(hours.label(), part.archive.name if part.archive else None)}
     days = days_between(hours.start.date(), hours.end.date() + dt.timedelta(days=1))
     archives = {day: layouts[day].archive_path(HourRange.day(day)) for day in days}
-    written = split_by_day(part.archive, archives, limits) if part.archive else set()
+    area = layouts[hours.start.date()].area
+    written = split_by_day(part.archive, archives, limits, area) if part.archive else set()
     return {
         day: ExportedRange(HourRange.day(day).label(), archives[day].name if day in written else None)
         for day in days
     }
 
 
-def split_by_day(archive: Path, destinations: dict[dt.date, Path], limits: Limits) -> set[dt.date]:
+def split_by_day(
+    archive: PurePath, destinations: dict[dt.date, PurePath], limits: Limits, area: StagingArea = LOCAL
+) -> set[dt.date]:
     """Copy every member of `archive` whole into the archive of the day its name carries; returns
-    the days that got members. The archive is removed once split, or discarded when it cannot be."""
+    the days that got members. The archive is removed once split; when it cannot be, it is discarded
+    with every day's archive written from it.
+
+    The days are written one after the other, each from its members wherever they lie in the
+    archive (a seekable read, ranged in S3): one day's archive is open at a time, so an S3 staging
+    area holds one part in memory, however many days the window has.
+    """
     try:
-        with zipfile.ZipFile(archive) as source, contextlib.ExitStack() as outputs:
-            opened: dict[dt.date, zipfile.ZipFile] = {}
+        with area.open(archive) as handle, zipfile.ZipFile(handle) as source:
+            by_day: dict[dt.date, list[zipfile.ZipInfo]] = {}
             for info in source.infolist():
                 if info.is_dir():
                     continue
@@ -142,23 +151,25 @@ def split_by_day(archive: Path, destinations: dict[dt.date, Path], limits: Limit
                         f"{archive.name}: member {info.filename!r} belongs to no day of the window "
                         f"({min(destinations)}..{max(destinations)}); Amplitude's export format may have changed"
                     )
-                if day not in opened:
-                    partial = partial_path(destinations[day])
-                    partial.parent.mkdir(parents=True, exist_ok=True)
-                    opened[day] = outputs.enter_context(zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED))
-                _copy_member(source, info, opened[day], limits)
+                by_day.setdefault(day, []).append(info)
+            for day, members in sorted(by_day.items()):
+                # zipfile writes to a sink that cannot seek (data descriptors after each member).
+                with (
+                    area.create(destinations[day]) as out,
+                    zipfile.ZipFile(cast(IO[bytes], out), "w", zipfile.ZIP_STORED) as copy,
+                ):
+                    for info in members:
+                        _copy_member(source, info, copy, limits)
     except ZIP_ERRORS as error:
-        _discard(archive, destinations)
+        _discard(archive, destinations, area)
         raise ArchiveError(
             f"{archive.name}: {error or type(error).__name__}; the window was discarded"
         ) from error
     except ArchiveError:
-        _discard(archive, destinations)
+        _discard(archive, destinations, area)
         raise
-    for day in opened:
-        os.replace(partial_path(destinations[day]), destinations[day])
-    archive.unlink()
-    return set(opened)
+    area.remove(archive)
+    return set(by_day)
 
 
 def _member_day(name: str) -> dt.date | None:
@@ -186,14 +197,19 @@ def _copy_member(
             writer.write(chunk)
 
 
-def _discard(archive: Path, destinations: dict[dt.date, Path]) -> None:
-    archive.unlink(missing_ok=True)
+def _discard(archive: PurePath, destinations: dict[dt.date, PurePath], area: StagingArea) -> None:
+    area.remove(archive)
     for dest in destinations.values():
-        partial_path(dest).unlink(missing_ok=True)
+        area.remove(dest)
 
 
 def known_near(
-    bucket: Bucket, prefix: str, staging_root: Path, days: list[dt.date], verified: Iterable[dt.date]
+    bucket: Bucket,
+    prefix: str,
+    area: StagingArea,
+    staging_root: PurePath,
+    days: list[dt.date],
+    verified: Iterable[dt.date],
 ) -> dict[dt.date, Known]:
     """What is known of the days around `days`: the verified markers of the NEIGHBOURS verified days
     nearest each run of them (read several at a time, never changed: one damaged, newer, or from
@@ -219,27 +235,26 @@ def known_near(
         for day, record in zip(wanted, records, strict=True)
         if record is not None and record.gz_bytes is not None
     }
-    return {**known, **staged_known(staging_root)}
+    return {**known, **staged_known(area, staging_root)}
 
 
-def staged_known(staging_root: Path) -> dict[dt.date, Known]:
-    """What the days exported in staging (and not yet verified) weighed, from their indices."""
+def staged_known(area: StagingArea, staging_root: PurePath) -> dict[dt.date, Known]:
+    """What the days exported in staging (and not yet verified) weighed, from one listing of the
+    staging area and their indices."""
+    files = area.files(staging_root)
     found: dict[dt.date, Known] = {}
-    if not staging_root.is_dir():
-        return found
-    for path in staging_root.iterdir():
-        day = date_named(path.name)
-        if day is None:
+    for path in files:
+        day = date_named(path.parent.parent.name)
+        if day is None or path.parent.parent.parent != staging_root:
             continue
         layout = DayLayout(day, staging_root, "", False)
-        if not layout.export_index.exists():
+        if path != layout.export_index:
             continue
         try:
-            index = ExportIndex.load(layout.export_index)
-        except StaleStateError:
-            continue  # ExtractDay names and discards it
-        archives = [layout.export_dir / part.archive for part in index.ranges if part.archive]
-        sizes = [archive.stat().st_size for archive in archives if archive.exists()]
+            index = ExportIndex.load(path, area)
+        except (StaleStateError, FileNotFoundError):
+            continue  # ExtractDay names and discards a damaged one; a removed one says nothing
+        sizes = [files.get(layout.export_dir / part.archive, 0) for part in index.ranges if part.archive]
         found[day] = Known(sum(sizes), widest_hours(part.hours for part in index.ranges), index.split)
     return found
 
@@ -250,12 +265,15 @@ def widest_hours(labels: Iterable[str]) -> int:
 
 
 @contextlib.contextmanager
-def locked_days(staging_root: Path, days: list[dt.date], *, wait: bool) -> Iterator[list[dt.date]]:
-    """Hold the export locks of `days`: each waited for (`wait`), or the days held elsewhere left out."""
+def locked_days(work_dir: Path, days: list[dt.date], *, wait: bool) -> Iterator[list[dt.date]]:
+    """Hold this host's export locks of `days`: each waited for (`wait`), or the days held elsewhere
+    left out. Across hosts, luigid runs each task once at a time (the locks serve runs of one host
+    with their own schedulers); a day two hosts fetch at once is whole either way, each object
+    written whole or not at all."""
     held: list[dt.date] = []
     with contextlib.ExitStack() as stack:
         for day in days:
-            path = day_lock(staging_root, day)
+            path = day_lock(work_dir, day)
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = stack.enter_context(path.open("a"))
             try:

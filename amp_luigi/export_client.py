@@ -1,8 +1,9 @@
 """The Export API client: one request streamed to disk, the error policy, retries and range splitting.
 
 Amplitude's answers, sorted once here (from its Export API documentation):
-- 200: a zip of `*.json.gz` members. It can be gigabytes and take minutes, so it is streamed to a
-  temporary file and renamed into place only when every byte announced has arrived and the zip opens.
+- 200: a zip of `*.json.gz` members. It can be gigabytes and take minutes, so it is streamed into
+  the staging area as it arrives (a local file or an S3 object, which appears only when every byte
+  announced has arrived) and kept only if it opens as a zip.
 - 404: no data in the range. 400 ("Shorten the time ranges", over 4 GB) and 504 (the export timed
   out): the range is too large and is split. 401/403: bad credentials or the wrong region: fatal.
 - 429: the project's concurrency limit; 5xx, dropped connections, timeouts and truncated bodies:
@@ -15,19 +16,18 @@ import dataclasses
 import datetime as dt
 import email.utils
 import logging
-import os
 import random
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 import requests
 
 from amp_luigi.errors import FatalError, NoDataError, RetriableError, TooLargeError
 from amp_luigi.hours import HourRange
-from amp_luigi.layout import partial_path
+from amp_luigi.staging_area import LOCAL, StagingArea
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +98,20 @@ class ExportClient:
     def __repr__(self) -> str:
         return f"ExportClient({self.url!r})"
 
-    def download(self, hours: HourRange, dest: Path, progress: ByteProgress | None = None) -> bool:
-        """Stream `hours` into the zip `dest`; False when Amplitude has no data for them (404).
+    def download(
+        self,
+        hours: HourRange,
+        dest: PurePath,
+        progress: ByteProgress | None = None,
+        area: StagingArea = LOCAL,
+    ) -> bool:
+        """Stream `hours` into the zip `dest` in `area`; False when Amplitude has no data for them (404).
 
         Transient faults are retried up to the policy's attempts; TooLargeError is left to the caller.
         """
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                self._download_once(hours, dest, progress)
+                self._download_once(hours, dest, progress, area)
                 return True
             except NoDataError:
                 return False
@@ -127,13 +133,15 @@ class ExportClient:
                 self._sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def _download_once(self, hours: HourRange, dest: Path, progress: ByteProgress | None) -> None:
+    def _download_once(
+        self, hours: HourRange, dest: PurePath, progress: ByteProgress | None, area: StagingArea
+    ) -> None:
         try:
             with self.session.get(
                 self.url, params=hours.query(), auth=self._auth, stream=True, timeout=self.timeout
             ) as response:
                 self._raise_for_status(response, hours)
-                self._save(response, hours, dest, progress)
+                self._save(response, hours, dest, progress, area)
         except (requests.ConnectionError, requests.Timeout) as error:
             raise RetriableError(f"connection to {self.url} failed: {type(error).__name__}") from error
         except requests.exceptions.ChunkedEncodingError as error:
@@ -163,52 +171,57 @@ class ExportClient:
         raise FatalError(f"Amplitude answered HTTP {status} for {hours.label()}: {detail}")
 
     def _save(
-        self, response: requests.Response, hours: HourRange, dest: Path, progress: ByteProgress | None
+        self,
+        response: requests.Response,
+        hours: HourRange,
+        dest: PurePath,
+        progress: ByteProgress | None,
+        area: StagingArea,
     ) -> None:
+        """The body into `dest` as it arrives (whole or not at all: StagingArea.create), then opened
+        as a zip; one that is not is removed again."""
         announced = response.headers.get("Content-Length")
         expected = int(announced) if announced and announced.isdigit() else None
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(dest)
         received = 0
-        try:
-            with partial.open("wb") as out:
-                for chunk in response.iter_content(CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    if progress:
-                        progress(received, expected)
+        with area.create(dest) as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+                if progress:
+                    progress(received, expected)
             # Content-Length counts the bytes on the wire, which differ from `received` if a proxy
             # compressed the body (Content-Encoding); urllib3 counts those.
             on_wire = response.raw.tell()
             if expected is not None and on_wire != expected:
                 raise RetriableError(f"truncated body: {on_wire} of {expected} bytes for {hours.label()}")
-            if not zipfile.is_zipfile(partial):
-                raise RetriableError(f"the body for {hours.label()} is not a readable zip ({received} bytes)")
-            os.replace(partial, dest)
-        finally:
-            partial.unlink(missing_ok=True)
+        with area.open(dest) as written:
+            readable = zipfile.is_zipfile(written)
+        if not readable:
+            area.remove(dest)
+            raise RetriableError(f"the body for {hours.label()} is not a readable zip ({received} bytes)")
 
 
 @dataclass(frozen=True)
 class ExportedPart:
     hours: HourRange
-    archive: Path | None  # None: Amplitude had no data for these hours
+    archive: PurePath | None  # None: Amplitude had no data for these hours
     split: bool = False  # a part of a range Amplitude refused as too large
 
 
 def export_hours(
     client: ExportClient,
     hours: HourRange,
-    archive_path: Callable[[HourRange], Path],
+    archive_path: Callable[[HourRange], PurePath],
     progress: Callable[[HourRange, int, int | None], None] | None = None,
+    area: StagingArea = LOCAL,
 ) -> list[ExportedPart]:
-    """Download `hours`, halving ranges Amplitude finds too large; parts already on disk are reused."""
+    """Download `hours` into `area`, halving ranges Amplitude finds too large; parts already there are reused."""
     dest = archive_path(hours)
-    if dest.exists():
+    if area.exists(dest):
         return [ExportedPart(hours, dest)]
     try:
         on_bytes = (lambda got, total: progress(hours, got, total)) if progress else None
-        found = client.download(hours, dest, on_bytes)
+        found = client.download(hours, dest, on_bytes, area)
         return [ExportedPart(hours, dest if found else None)]
     except TooLargeError as error:
         if hours.hours == 1:
@@ -217,5 +230,5 @@ def export_hours(
         return [
             dataclasses.replace(part, split=True)
             for half in hours.halves()
-            for part in export_hours(client, half, archive_path, progress)
+            for part in export_hours(client, half, archive_path, progress, area)
         ]

@@ -37,12 +37,12 @@ completeness by listing a marker's parent directory.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from amp_luigi.hours import HourRange
+from amp_luigi.staging_area import LOCAL, StagingArea
 
 # Amplitude names members `<id>/<id>_<YYYY-MM-DD>_<H>#<n>.json.gz`, the hour not zero-padded; the
 # objects keep the name (`.json` unless keep_gzip).
@@ -83,17 +83,17 @@ def project_staging(data_dir: Path, project: str) -> Path:
 WINDOWS_DIR = ".windows"
 
 
-def window_dir(staging_root: Path, first: dt.date, last: dt.date) -> Path:
+def window_dir(staging_root: PurePath, first: dt.date, last: dt.date) -> PurePath:
     """Where a window's archives wait to be split into its days' own (hidden: not a day)."""
     return staging_root / WINDOWS_DIR / f"{first}..{last}"
 
 
-def window_record(staging_root: Path, first: dt.date, last: dt.date) -> Path:
+def window_record(staging_root: PurePath, first: dt.date, last: dt.date) -> PurePath:
     """What a window did (its days exported, or left to go alone), until its batch is done."""
     return staging_root / WINDOWS_DIR / f"{first}..{last}.json"
 
 
-def window_days(path: Path) -> tuple[dt.date, dt.date] | None:
+def window_days(path: PurePath) -> tuple[dt.date, dt.date] | None:
     """The first and last day a window's spool or record is named for, else None."""
     first, _, rest = path.name.partition("..")
     last = date_named(rest.removesuffix(".json"))
@@ -101,14 +101,10 @@ def window_days(path: Path) -> tuple[dt.date, dt.date] | None:
     return None if start is None or last is None else (start, last)
 
 
-def day_lock(staging_root: Path, date: dt.date) -> Path:
-    """The file locked while a day's export is written; kept, so a lock never moves under its holder."""
-    return staging_root / ".locks" / date.isoformat()
-
-
-def partial_path(dest: Path) -> Path:
-    """Where `dest` is written before its atomic rename: hidden, per process, never taken as complete."""
-    return dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+def day_lock(work_dir: Path, date: dt.date) -> Path:
+    """The file locked while a day's export is written (on this host: work_dir is local, whatever the
+    staging area); kept, so a lock never moves under its holder."""
+    return work_dir / ".locks" / date.isoformat()
 
 
 def join_key(*parts: str) -> str:
@@ -146,32 +142,35 @@ def member_hour(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class DayLayout:
+    """A day's files in its project's staging area (`area`, below `staging_root`) and its keys in S3."""
+
     date: dt.date
-    staging_root: Path
+    staging_root: PurePath
     prefix: str
     keep_gzip: bool
+    area: StagingArea = LOCAL
 
     @property
-    def day_dir(self) -> Path:
+    def day_dir(self) -> PurePath:
         return self.staging_root / self.date.isoformat()
 
     @property
-    def export_dir(self) -> Path:
+    def export_dir(self) -> PurePath:
         return self.day_dir / "export"
 
     @property
-    def export_index(self) -> Path:
+    def export_index(self) -> PurePath:
         return self.export_dir / "parts.json"
 
-    def archive_path(self, hours: HourRange) -> Path:
+    def archive_path(self, hours: HourRange) -> PurePath:
         return self.export_dir / f"{hours.label()}.zip"
 
     @property
-    def members_dir(self) -> Path:
+    def members_dir(self) -> PurePath:
         return self.day_dir / "members"
 
     @property
-    def manifest_path(self) -> Path:
+    def manifest_path(self) -> PurePath:
         return self.day_dir / "manifest.json"
 
     @property

@@ -11,24 +11,25 @@ their base name only, so no name can reach outside the staging directory, and na
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
-import os
 import re
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import IO
 
 from amp_luigi.checksum import crc32, crc32_text
 from amp_luigi.errors import ArchiveError
 from amp_luigi.gzip_stream import inflate, read_chunks
-from amp_luigi.layout import member_hour, partial_path
+from amp_luigi.layout import member_hour
 from amp_luigi.lines import LineChecker
 from amp_luigi.records import MemberRecord
+from amp_luigi.staging_area import LOCAL, Sink, StagingArea
 from amp_luigi.workers import FORK, map_in_workers
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Limits:
     max_line_bytes: int = 64 * 1024 * 1024
 
 
-def safe_member_name(archive: Path, info: zipfile.ZipInfo) -> str:
+def safe_member_name(archive: PurePath, info: zipfile.ZipInfo) -> str:
     """The member's base name, or ArchiveError if its path or type could escape the staging directory."""
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -80,16 +81,16 @@ def safe_member_name(archive: Path, info: zipfile.ZipInfo) -> str:
 
 
 def extract_member(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: Limits
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: PurePath, limits: Limits, area: StagingArea = LOCAL
 ) -> MemberRecord:
-    """Copy one member to `dest` (atomically) while checking, checksumming and counting it."""
+    """Copy one member to `dest` in `area` (whole or not at all) while checking, checksumming and
+    counting it."""
     name = dest.name
     gz_crc = json_crc = 0
     checker = LineChecker(name, limits.max_line_bytes)
     gz_bytes = json_bytes = 0
-    partial = partial_path(dest)
 
-    def copied(source: IO[bytes], out: IO[bytes]) -> Iterator[bytes]:
+    def copied(source: IO[bytes], out: Sink) -> Iterator[bytes]:
         nonlocal gz_bytes, gz_crc
         for chunk in read_chunks(source):
             out.write(chunk)
@@ -98,19 +99,16 @@ def extract_member(
             yield chunk
 
     try:
-        with archive.open(info) as source, partial.open("wb") as out:
+        with archive.open(info) as source, area.create(dest) as out:
             for data in inflate(copied(source, out), name, limits.max_inflate_ratio):
                 json_crc = crc32(data, json_crc)
                 json_bytes += len(data)
                 checker.feed(data)
-        checker.finish()
-        os.replace(partial, dest)
+            checker.finish()
     except UNREADABLE as error:
         if isinstance(error, OSError) and not _malformed(error):
             raise  # the staging disk, not the archive
         raise ArchiveError(f"member {info.filename}: {error or type(error).__name__}") from error
-    finally:
-        partial.unlink(missing_ok=True)
     return MemberRecord(
         name=name,
         hour=member_hour(name),
@@ -123,25 +121,25 @@ def extract_member(
 
 
 def extract_archives(
-    archives: list[Path],
-    dest_dir: Path,
+    archives: list[PurePath],
+    dest_dir: PurePath,
     limits: Limits,
     progress: Callable[[int, int, int], None] | None = None,
+    area: StagingArea = LOCAL,
 ) -> list[MemberRecord]:
     """Extract and check every `*.json.gz` member of `archives` into `dest_dir`, at any depth.
 
     `progress` gets (archive bytes done, archive bytes in all, members done).
     """
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    total = sum(path.stat().st_size for path in archives)
+    total = sum(area.size(path) for path in archives)
     done = 0
     records: dict[str, MemberRecord] = {}
     for path in archives:
-        try:
-            archive = zipfile.ZipFile(path)
-        except UNREADABLE as error:
-            raise ArchiveError(f"{path.name} is not a readable zip archive ({error})") from error
-        with archive:
+        with contextlib.ExitStack() as stack:
+            try:
+                archive = stack.enter_context(zipfile.ZipFile(stack.enter_context(area.open(path))))
+            except UNREADABLE as error:
+                raise ArchiveError(f"{path.name} is not a readable zip archive ({error})") from error
             members: dict[str, zipfile.ZipInfo] = {}
             ignored: list[str] = []
             for info in archive.infolist():
@@ -164,7 +162,7 @@ def extract_archives(
                 f"{path.name} holds {len(ignored)} file(s) but no *.json.gz member (first: {ignored[0]!r}); "
                 "refusing to mark these hours complete and empty. Check Amplitude's export format."
             )
-        for record in _extract_all(path, members, dest_dir, limits):
+        for record in _extract_all(path, members, dest_dir, limits, area):
             records[record.name] = record
             done += members[record.name].compress_size
             if progress:
@@ -173,30 +171,33 @@ def extract_archives(
 
 
 def _extract_all(
-    path: Path, members: dict[str, zipfile.ZipInfo], dest_dir: Path, limits: Limits
+    path: PurePath, members: dict[str, zipfile.ZipInfo], dest_dir: PurePath, limits: Limits, area: StagingArea
 ) -> Iterator[MemberRecord]:
     """extract_member for each of `members`, EXTRACT_WORKERS at a time, in order.
 
     Checking a line holds Python's GIL, and with events of a realistic size (1-2 KB) that is most
     of the work: threads would take turns, so the members are checked in forked worker processes
-    (amp_luigi.workers). Where there are none, or the archive is small, the members are checked
-    one after the other here.
+    (amp_luigi.workers), each with its own handle on the archive (and, in S3, its own client).
+    Where there are none, or the archive is small, the members are checked one after the other here.
     """
     if not FORK or sum(info.compress_size for info in members.values()) < IN_PROCESS_BYTES:
-        with zipfile.ZipFile(path) as archive:
+        with area.open(path) as handle, zipfile.ZipFile(handle) as archive:
             for name, info in members.items():
-                yield extract_member(archive, info, dest_dir / name, limits)
+                yield extract_member(archive, info, dest_dir / name, limits, area)
         return
-    job = functools.partial(_extract_in_worker, path, dest_dir, limits)
+    job = functools.partial(_extract_in_worker, path, dest_dir, limits, area)
     yield from map_in_workers(job, [(info.filename, name) for name, info in members.items()], EXTRACT_WORKERS)
 
 
-_opened: dict[Path, zipfile.ZipFile] = {}  # a worker's own handle on each archive, gone with the worker
+# A worker's own handle on each archive, gone with the worker.
+_opened: dict[PurePath, zipfile.ZipFile] = {}
 
 
-def _extract_in_worker(path: Path, dest_dir: Path, limits: Limits, member: tuple[str, str]) -> MemberRecord:
+def _extract_in_worker(
+    path: PurePath, dest_dir: PurePath, limits: Limits, area: StagingArea, member: tuple[str, str]
+) -> MemberRecord:
     filename, name = member
     if path not in _opened:
-        _opened[path] = zipfile.ZipFile(path)
+        _opened[path] = zipfile.ZipFile(area.open(path))
     archive = _opened[path]
-    return extract_member(archive, archive.getinfo(filename), dest_dir / name, limits)
+    return extract_member(archive, archive.getinfo(filename), dest_dir / name, limits, area)

@@ -1,67 +1,43 @@
-"""A multipart upload as one object (start, part, complete, abort), and the buffer that cuts a
-stream of chunks into its parts.
+"""An object streamed into S3: a multipart upload as one object (start, part, complete, abort), and
+the writer that cuts a stream of writes into its parts, or sends it as one PUT when it is smaller.
 
-Each part is proven by the store's answer (amp_luigi.proof) as it is sent, and the upload is
-completed only if all the bytes together have the CRC32 extraction computed: what lands in S3 is
-what was checked, end to end. At most one part per upload thread is held at a time, whatever the
-object's size. amp_luigi.s3.Bucket decides between one PUT and this.
+Each request is proven by the store's answer (amp_luigi.proof) as it is sent, and the object is
+committed only if all its bytes together have the CRC32 they must have (the one extraction
+computed, when known): what lands in S3 is what was checked, end to end. At most one part per
+writer is held at a time, whatever the object's size, and nothing is visible under the key until
+the writer is closed.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+import logging
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 
 from amp_luigi import checksum
-from amp_luigi.errors import ArchiveError
+from amp_luigi.errors import AmpLuigiError, ArchiveError
 from amp_luigi.proof import Proof, Sent, digest, mismatch, multipart_mismatch, request_fields
+
+logger = logging.getLogger(__name__)
 
 
 class Bucket(Protocol):
-    """What an upload needs of amp_luigi.s3.Bucket: its client, its proof, its requests with their
-    errors translated, and its verdict on an answer."""
+    """What an upload needs of amp_luigi.s3.Bucket: its client, part size and proof, its requests
+    with their errors translated, its proven PUT, and its verdict on an answer."""
 
     client: Any
+    name: str
+    part_size: int
     proof: Proof
 
     def request(self, action: str, key: str, operation: Callable[..., Any], **kwargs: Any) -> Any: ...
 
+    def put(self, key: str, body: bytes | bytearray, sent: Sent, **fields: Any) -> str: ...
+
+    def check_store(self) -> None: ...
+
     def prove(self, key: str, why: str | None, what: str, *, discard: bool = False) -> None: ...
-
-
-def parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes | bytearray]:
-    """The bytes in parts of exactly `size` (the last one shorter).
-
-    An object of one chunk is its own part, not copied. Any other part is allocated once at `size`
-    and filled in place: a buffer grown chunk by chunk is copied whenever it moves, and every upload
-    thread doing that at once kept those copies in the process's memory (a day of 24 MiB members
-    peaked 30 MiB higher). Each part is handed to botocore as the buffer itself (it takes a bytearray
-    as it takes bytes).
-    """
-    stream = iter(chunks)
-    first = next(stream, b"")
-    following = next(stream, None)
-    if following is None and len(first) < size:
-        yield first
-        return
-    part: bytearray | None = None
-    filled = 0
-    for chunk in itertools.chain((first,), () if following is None else (following,), stream):
-        view = memoryview(chunk)
-        while view:
-            if part is None:
-                part, filled = bytearray(size), 0
-            taken = min(len(view), size - filled)
-            part[filled : filled + taken] = view[:taken]
-            filled += taken
-            view = view[taken:]
-            if filled == size:
-                yield part
-                part = None  # dropped before the next part is allocated
-    if part is not None:
-        del part[filled:]
-        yield part
 
 
 def same_crc32(key: str, found: str, expected: str) -> None:
@@ -139,3 +115,98 @@ class MultipartUpload:
             Key=self.key,
             UploadId=self.upload_id,
         )
+
+
+class ObjectWriter:
+    """An object written as a stream of `write()` calls (a download as it arrives, zipfile, a
+    member as it is checked) and committed on a clean exit from `with`: one PUT if it stays under
+    part_size, else a multipart upload of part_size parts, each sent as soon as it fills. The part
+    is allocated once and filled in place: a buffer grown chunk by chunk is copied whenever it moves.
+
+    With `crc32` the bytes must have it (the CRC32 extraction computed) or nothing is committed;
+    without it, `crc32` after the commit is the one the bytes have. An exception inside `with`
+    aborts the upload: nothing appears under the key, no part stays billed.
+    """
+
+    def __init__(self, bucket: Bucket, key: str, metadata: dict[str, str], crc32: str | None = None) -> None:
+        self.bucket, self.key, self.metadata, self.expected = bucket, key, metadata, crc32
+        self.size = 0
+        self.etag = ""
+        self.crc32 = ""
+        self._part: bytearray | None = None
+        self._filled = 0
+        self._upload: MultipartUpload | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        written = len(view)
+        size = self.bucket.part_size
+        while view:
+            if self._part is None:
+                self._part, self._filled = bytearray(size), 0
+            taken = min(len(view), size - self._filled)
+            self._part[self._filled : self._filled + taken] = view[:taken]
+            self._filled += taken
+            view = view[taken:]
+            if self._filled == size:
+                self._send(self._part)
+        self.size += written
+        return written
+
+    def tell(self) -> int:
+        """The bytes written so far (zipfile asks, then writes without seeking)."""
+        return self.size
+
+    def flush(self) -> None:
+        """Parts go out as they fill; nothing waits to be flushed."""
+
+    def _send(self, part: bytearray) -> None:
+        if self._upload is None:
+            self.bucket.check_store()
+            self._upload = MultipartUpload.start(self.bucket, self.key, self.metadata)
+        self._upload.part(part)
+        self._part = None  # dropped before the next part is allocated
+
+    def _commit(self) -> None:
+        last = self._part if self._part is not None else bytearray()
+        del last[self._filled :]
+        if self._upload is None:
+            sent = digest(last, self.bucket.proof)
+            same_crc32(self.key, sent.crc32, self.expected or sent.crc32)
+            self.etag = self.bucket.put(self.key, last, sent, Metadata=self.metadata)
+            self.crc32 = sent.crc32
+            return
+        if last:
+            self._send(last)
+        self.crc32 = checksum.crc32_text(self._upload.crc32)
+        self.etag = self._upload.complete(self.expected or self.crc32)
+
+    def _abort(self) -> None:
+        """Best effort: its failure is logged, never raised over the error that made the abort."""
+        if self._upload is None:
+            return
+        try:
+            self._upload.abort()
+        except AmpLuigiError as error:
+            logger.warning(
+                "could not abort the multipart upload of s3://%s/%s (%s): its parts stay stored (and billed) "
+                "until a lifecycle rule for incomplete multipart uploads removes them",
+                self.bucket.name,
+                self.key,
+                error,
+            )
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self._abort()
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._abort()
+            raise

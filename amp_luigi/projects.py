@@ -23,13 +23,14 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 from amp_luigi import aws, settings
 from amp_luigi.errors import ConfigError
 from amp_luigi.export_client import ExportClient, RetryPolicy
 from amp_luigi.layout import (
     date_named,
+    join_key,
     parquet_prefix,
     probe_key,
     project_prefix,
@@ -38,6 +39,7 @@ from amp_luigi.layout import (
 from amp_luigi.luigi_defaults import PROJECT_SECTION as SECTION
 from amp_luigi.luigi_defaults import project_names
 from amp_luigi.s3 import Bucket
+from amp_luigi.staging_area import LOCAL, S3Area, StagingArea
 from amp_luigi.validation import (
     EXPORT_URLS,
     Setting,
@@ -66,7 +68,23 @@ class Project:
     bucket: str
     prefix: str
     parquet_prefix: str
-    staging_root: Path
+    work_dir: Path  # this host's directory: locks, bounded temporary files, and the local staging area
+    staging_bucket: str = ""  # '' = staging in work_dir; else staging in S3 below staging_prefix
+    staging_prefix: str = ""
+
+    @property
+    def staging_root(self) -> PurePath:
+        """Where the staging area's files live: work_dir itself, or the S3 prefix (as a path of keys)."""
+        return PurePosixPath(self.staging_prefix) if self.staging_bucket else self.work_dir
+
+    @functools.cached_property
+    def staging(self) -> StagingArea:
+        """The project's staging area ([staging] location): this host's disk, or S3 shared by every host."""
+        if not self.staging_bucket:
+            return LOCAL
+        return S3Area(
+            self.staging_bucket, functools.partial(self.open_bucket, self.staging_bucket, self.staging_prefix)
+        )
 
     def label(self) -> str:
         """How messages name the project: `project web`, or nothing for the unnamed one."""
@@ -76,8 +94,9 @@ class Project:
         """The heading of the project's part of a report: `project web, s3://bucket/prefix/`."""
         return ", ".join(filter(None, (self.label(), f"s3://{self.bucket}/{self.prefix}/")))
 
-    def open_bucket(self) -> Bucket:
-        """The project's bucket, through this process's S3 client for the [storage] settings."""
+    def open_bucket(self, bucket: str = "", prefix: str | None = None) -> Bucket:
+        """The project's bucket (or `bucket`, the probes going below `prefix`), through this process's
+        S3 client for the [storage] settings."""
         checked(self.name)
         storage = settings.storage()
         proof = aws.upload_proof(storage.value("upload_proof"))
@@ -85,11 +104,11 @@ class Project:
         client, facts = aws.s3(*storage.aws_keys(), storage.value("max_attempts"), threads, proof)
         return Bucket(
             client,
-            self.bucket,
+            bucket or self.bucket,
             part_size=storage.part_size(),
             threads=threads,
             proof=proof,
-            probe_key=probe_key(self.prefix),
+            probe_key=probe_key(self.prefix if prefix is None else prefix),
             facts=facts,
         )
 
@@ -145,6 +164,7 @@ def project(name: str) -> Project:
         if names():
             raise ConfigError(_needs_a_name())
         prefix = storage.value("prefix")
+        staging_bucket, staging_prefix = staging.value("location")
         return Project(
             "",
             settings.amplitude().export_url(),
@@ -153,6 +173,8 @@ def project(name: str) -> Project:
             prefix,
             settings.parquet().key_prefix(prefix),
             staging.root(),
+            staging_bucket,
+            staging_prefix,
         )
     if name not in names():
         known = ", ".join(names()) or "none"
@@ -162,6 +184,7 @@ def project(name: str) -> Project:
         )
     section = _Section(name)
     prefix = section.prefix("prefix") or project_prefix(storage.value("prefix"), name)
+    staging_bucket, staging_prefix = staging.value("location")
     return Project(
         name,
         section.export_url(),
@@ -170,6 +193,8 @@ def project(name: str) -> Project:
         prefix,
         section.prefix("parquet_prefix") or parquet_prefix(prefix),
         project_staging(staging.root(), name),
+        staging_bucket,
+        join_key(staging_prefix, name) if staging_bucket else "",
     )
 
 
@@ -247,7 +272,7 @@ def problems(name: str | None = None, *, exporting: bool = False) -> list[str]:
     def load(each: str) -> None:
         # The staging root checked here, per project (the unnamed one's is [staging] data_dir itself).
         loaded[each] = project(each)
-        staging_dir(loaded[each].staging_root, settings.staging().setting("data_dir"))
+        staging_dir(loaded[each].work_dir, settings.staging().setting("data_dir"))
 
     chosen = dict.fromkeys([*([] if name is None else [name]), *configured()])
     found = settings.failures([functools.partial(load, each) for each in chosen])
@@ -309,26 +334,32 @@ def _needs_a_name(why: str = "") -> str:
     )
 
 
+RAW, PARQUET, STAGING = "raw", "parquet", "staging"
+
+
 @dataclass(frozen=True)
 class _Area:
-    """Where one project writes: its raw prefix (`<date>/` and `_<marker>/` below it) or its Parquet
-    prefix (`dt=<date>/` below it, and nothing else may be: a table reads the whole location)."""
+    """Where one project writes: its raw prefix (`<date>/` and `_<marker>/` below it), or a prefix
+    it fills whole: its Parquet prefix (`dt=<date>/` below it, and nothing else may be: a table reads
+    the whole location) or its S3 staging area."""
 
     owner: Project
     setting: Setting
+    bucket: str
     prefix: str
-    parquet: bool
+    kind: str  # RAW, PARQUET or STAGING
 
     def writes(self, segment: str) -> bool:
-        return self.parquet or segment.startswith("_") or date_named(segment) is not None
+        return self.kind != RAW or segment.startswith("_") or date_named(segment) is not None
 
     def holds(self, other: _Area) -> bool:
         """Whether `other` is this area, or lies inside it where this area writes.
 
         Another project's prefix may sit inside a raw prefix, below a segment it never writes (a
-        project named with the old prefix, a new one in a folder below it). A project's own two
-        layers may not nest at all, since a table over one would read the other's files; as always,
-        a raw prefix at the bucket's root holds its Parquet prefix beside its markers.
+        project named with the old prefix, a new one in a folder below it). A project's own areas
+        may not nest at all, since a table over one layer would read the other's files and a day's
+        prefix would hold its staging; as always, a raw prefix at the bucket's root holds its Parquet
+        prefix beside its markers.
         """
         if other.owner is self.owner:
             return (other.prefix + "/").startswith(self.prefix + "/")
@@ -342,29 +373,39 @@ class _Area:
         return f"{self.setting} = {self.prefix!r}"
 
 
-def _areas(each: Project) -> tuple[_Area, _Area]:
+def _areas(each: Project) -> list[_Area]:
     if each.name:
         section = f"{SECTION}{each.name}"
         raw, parquet = Setting(section, "prefix"), Setting(section, "parquet_prefix")
     else:
         raw, parquet = settings.storage().setting("prefix"), settings.parquet().setting("prefix")
-    return _Area(each, raw, each.prefix, False), _Area(each, parquet, each.parquet_prefix, True)
+    staging = settings.staging().setting("location")
+    return [
+        _Area(each, raw, each.bucket, each.prefix, RAW),
+        _Area(each, parquet, each.bucket, each.parquet_prefix, PARQUET),
+        *(
+            [_Area(each, staging, each.staging_bucket, each.staging_prefix, STAGING)]
+            if each.staging_bucket
+            else []
+        ),
+    ]
 
 
 def _overlaps(every: list[Project]) -> list[str]:
-    """No project may write where another one, or its own other layer, writes."""
+    """No project may write where another one, or its own other layer or staging, writes."""
     areas = [area for each in every for area in _areas(each)]
     found = []
     for index, area in enumerate(areas):
         for other in areas[index + 1 :]:
-            if area.owner.bucket == other.owner.bucket and (area.holds(other) or other.holds(area)):
-                what = (
-                    "a table over one layer would read the other's files"
-                    if area.owner is other.owner
-                    else "two projects would write the same keys"
-                )
+            if area.bucket == other.bucket and (area.holds(other) or other.holds(area)):
+                if STAGING in (area.kind, other.kind):
+                    what = "the staging objects and the data would share keys and listings"
+                elif area.owner is other.owner:
+                    what = "a table over one layer would read the other's files"
+                else:
+                    what = "two projects would write the same keys"
                 found.append(
-                    f"{area} and {other} overlap in s3://{area.owner.bucket}/: {what}. Give each a prefix "
+                    f"{area} and {other} overlap in s3://{area.bucket}/: {what}. Give each a prefix "
                     "of its own."
                 )
     return found

@@ -39,10 +39,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import shutil
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import luigi
@@ -64,6 +62,7 @@ from amp_luigi.tasks import (
     ExportDay,
     ProjectTask,
     RefreshDay,
+    StagedTarget,
     VerifyDay,
     day_priority,
     download_progress,
@@ -118,9 +117,9 @@ class ExportWindow(ProjectTask):
     def days(self) -> list[dt.date]:
         return days_between(self.first, self.last + dt.timedelta(days=1))
 
-    def output(self) -> luigi.LocalTarget:
-        root = project(self.project).staging_root
-        return luigi.LocalTarget(str(window_record(root, self.first, self.last)))
+    def output(self) -> luigi.Target:
+        settings = project(self.project)
+        return StagedTarget(settings.staging, window_record(settings.staging_root, self.first, self.last))
 
     def complete(self) -> bool:
         settings_checked(self.project)
@@ -136,10 +135,11 @@ class ExportWindow(ProjectTask):
                 check_exportable(day, settings.first_date, amplitude().availability_lag_hours)
         except FatalError as refused:
             error = str(refused)
-        with locked_days(settings.staging_root, [] if error else self.days(), wait=False) as held:
+        area = settings.staging
+        with locked_days(settings.work_dir, [] if error else self.days(), wait=False) as held:
             # Listed under the locks: a day another run verified meanwhile is not asked for again.
             verified = VerifyDay.marked(self.project)
-            todo = [day for day in held if day not in verified and not layouts[day].export_index.exists()]
+            todo = [day for day in held if day not in verified and not area.exists(layouts[day].export_index)]
             for run in consecutive(todo):
                 window = Window(tuple(run), self.hours_each if len(run) == 1 else 24, None)
                 progress(
@@ -152,13 +152,12 @@ class ExportWindow(ProjectTask):
                 except FatalError as failed:  # archive checks included: the days are asked for alone instead
                     error = f"{window.label()}: {failed}"
                     logger.warning("%s. The days are exported one by one.", error)
-                    shutil.rmtree(
-                        window_dir(settings.staging_root, window.first, window.last), ignore_errors=True
-                    )
+                    area.remove_tree(window_dir(settings.staging_root, window.first, window.last))
                     break
-        exported = [day for day in self.days() if layouts[day].export_index.exists()]
+        exported = [day for day in self.days() if area.exists(layouts[day].export_index)]
         others = [day for day in self.days() if day not in held and not error]
-        WindowRecord(self.first, self.last, exported, others, error).save(Path(self.output().path))
+        record = window_record(settings.staging_root, self.first, self.last)
+        WindowRecord(self.first, self.last, exported, others, error).save(record, area)
         done = f"exported {len(exported)} of {len(self.days())} day(s)"
         progress(f"{done}; {error}" if error else done, 100, final=True)
 
@@ -214,7 +213,12 @@ class DayBatch(ProjectTask):
             gave_up = any(record.error for record in records)
             waiting = [day for day in exports if day not in fetched and not gave_up]
             known = known_near(
-                settings.open_bucket(), settings.prefix, settings.staging_root, waiting, verified
+                settings.open_bucket(),
+                settings.prefix,
+                settings.staging,
+                settings.staging_root,
+                waiting,
+                verified,
             )
             windows = wave(plan(waiting, known, budget), cap) if waiting else []
             staged = sum(known[day].bytes or 0 for day in fetched - verified if day in known)
@@ -237,26 +241,31 @@ class DayBatch(ProjectTask):
     def records(self) -> list[WindowRecord]:
         """What the windows over this batch's days did. One a killed run left behind only sends its
         days to go alone; a damaged one counts as none (its days are planned again)."""
-        folder = project(self.project).staging_root / WINDOWS_DIR
+        settings = project(self.project)
+        area, folder = settings.staging, settings.staging_root / WINDOWS_DIR
         found = []
-        for path in folder.glob("*.json") if folder.is_dir() else []:
+        for path in area.files(folder):
             days = window_days(path)
-            if days is None or days[1] < self.start or days[0] >= self.stop:
-                continue
+            if path.parent != folder or days is None or days[1] < self.start or days[0] >= self.stop:
+                continue  # a spool's archive, or a window of other days
             try:
-                found.append(WindowRecord.load(path))
+                found.append(WindowRecord.load(path, area))
             except StaleStateError as error:
                 logger.warning("%s; it was removed", error)
-                path.unlink(missing_ok=True)
+                area.remove(path)
+            except FileNotFoundError:
+                continue  # forgotten by another batch since the listing
         return found
 
     def forget_windows(self, done: set[dt.date] | None) -> None:
         """Remove the records and spools of windows whose days are all verified (`done`), or, with
         None, of every window within the batch's days (all of them are by then), wherever the
         batches of an earlier run began and ended."""
-        folder = project(self.project).staging_root / WINDOWS_DIR
-        for path in folder.iterdir() if folder.is_dir() else []:
-            days = window_days(path)
+        settings = project(self.project)
+        area, folder = settings.staging, settings.staging_root / WINDOWS_DIR
+        # A window's record (`<first>..<last>.json`) and its spool (`<first>..<last>/`).
+        for name in area.children(folder):
+            days = window_days(folder / name)
             if days is None:
                 continue
             span = days_between(days[0], days[1] + dt.timedelta(days=1))
@@ -267,10 +276,10 @@ class DayBatch(ProjectTask):
             )
             if not finished:
                 continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+            if name.endswith(".json"):
+                area.remove(folder / name)
             else:
-                path.unlink(missing_ok=True)
+                area.remove_tree(folder / name)
 
 
 class ExportRange(ProjectTask, RangeDaily):

@@ -19,14 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 from amp_luigi.errors import NewerRecordError, StaleStateError
-from amp_luigi.layout import DayLayout, partial_path
+from amp_luigi.layout import DayLayout
 from amp_luigi.s3 import Bucket
+from amp_luigi.staging_area import LOCAL, StagingArea
 
 logger = logging.getLogger(__name__)
 
@@ -56,20 +56,18 @@ def _parsed(what: str, build: Any, data: Any) -> Any:
         raise StaleStateError(f"{what} is not in the form this amp-luigi writes ({error!r})") from error
 
 
-def _load(path: Path, what: str, build: Any) -> Any:
+def _load(path: PurePath, area: StagingArea, what: str, build: Any) -> Any:
+    named = f"{what} {area.where(path)}"
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(area.read_bytes(path))
     except ValueError as error:  # a truncated or overwritten file: JSONDecodeError, bad UTF-8
-        raise StaleStateError(f"{what} {path} is damaged: not JSON ({error})") from error
-    return _parsed(f"{what} {path}", build, data)
+        raise StaleStateError(f"{named} is damaged: not JSON ({error})") from error
+    return _parsed(named, build, data)
 
 
-def _save(path: Path, data: dict[str, Any]) -> None:
-    """Written beside `path` and renamed: a reader never sees half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)  # a day without data has no export directory yet
-    partial = partial_path(path)
-    partial.write_text(json.dumps({"version": VERSION, **data}, indent=1), encoding="utf-8")
-    os.replace(partial, path)
+def _save(path: PurePath, area: StagingArea, data: dict[str, Any]) -> None:
+    """Written whole or not at all (StagingArea.create): a reader never sees half a record."""
+    area.write_bytes(path, json.dumps({"version": VERSION, **data}, indent=1).encode())
 
 
 @dataclass(frozen=True)
@@ -92,13 +90,13 @@ class ExportIndex:
     ranges: list[ExportedRange]
     split: bool = False  # Amplitude refused a wider range: the day needed these smaller ones
 
-    def save(self, path: Path) -> None:
+    def save(self, path: PurePath, area: StagingArea = LOCAL) -> None:
         parts = [asdict(part) for part in self.ranges]
-        _save(path, {"date": self.date.isoformat(), "parts": parts, "split": self.split})
+        _save(path, area, {"date": self.date.isoformat(), "parts": parts, "split": self.split})
 
     @classmethod
-    def load(cls, path: Path) -> ExportIndex:
-        return _load(path, "the export index", cls._from_json)
+    def load(cls, path: PurePath, area: StagingArea = LOCAL) -> ExportIndex:
+        return _load(path, area, "the export index", cls._from_json)
 
     @classmethod
     def _from_json(cls, data: dict[str, Any]) -> ExportIndex:
@@ -116,9 +114,10 @@ class WindowRecord:
     held: list[dt.date]  # left to the run that holds them
     error: str | None = None  # why the window gave up; its days are then asked for one by one
 
-    def save(self, path: Path) -> None:
+    def save(self, path: PurePath, area: StagingArea = LOCAL) -> None:
         _save(
             path,
+            area,
             {
                 "first": self.first.isoformat(),
                 "last": self.last.isoformat(),
@@ -129,8 +128,8 @@ class WindowRecord:
         )
 
     @classmethod
-    def load(cls, path: Path) -> WindowRecord:
-        return _load(path, "the window record", cls._from_json)
+    def load(cls, path: PurePath, area: StagingArea = LOCAL) -> WindowRecord:
+        return _load(path, area, "the window record", cls._from_json)
 
     @classmethod
     def _from_json(cls, data: dict[str, Any]) -> WindowRecord:
@@ -198,9 +197,10 @@ class Manifest:
             for member in self.members
         ]
 
-    def save(self, path: Path) -> None:
+    def save(self, path: PurePath, area: StagingArea = LOCAL) -> None:
         _save(
             path,
+            area,
             {
                 "date": self.date.isoformat(),
                 "events": self.events,
@@ -211,8 +211,8 @@ class Manifest:
         )
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
-        return _load(path, "the manifest", cls._from_json)
+    def load(cls, path: PurePath, area: StagingArea = LOCAL) -> Manifest:
+        return _load(path, area, "the manifest", cls._from_json)
 
     @classmethod
     def _from_json(cls, data: dict[str, Any]) -> Manifest:

@@ -25,7 +25,7 @@ import botocore.exceptions
 
 from amp_luigi import checksum
 from amp_luigi.errors import AmpLuigiError, FatalError, IntegrityError, StaleStateError, StorageError
-from amp_luigi.multipart import MultipartUpload, parts, same_crc32
+from amp_luigi.multipart import MultipartUpload, ObjectWriter
 from amp_luigi.proof import Proof, Sent, advice, digest, mismatch, request_fields
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,17 @@ class Bucket:
         self._check_bucket()
         return False
 
+    def head(self, key: str) -> Listed | None:
+        """The object's size and ETag from one HEAD, None when there is none."""
+        found = self.request("read", key, self.client.head_object, Key=key, missing={})
+        return Listed(found["ContentLength"], found["ETag"]) if found else None
+
+    def read_from(self, key: str, start: int, end: int) -> tuple[Any, str]:
+        """Bytes `start` to `end` (exclusive) of the object as a stream, and the ETag of the object they
+        come from (a reader that must see one version of it compares)."""
+        answer = self.request("read", key, self.client.get_object, Key=key, Range=f"bytes={start}-{end - 1}")
+        return answer["Body"], str(answer["ETag"])
+
     def _check_bucket(self) -> None:
         """Raises StorageError naming the bucket if it is missing (a listing's error has a body); once."""
         if self.name not in self.facts.existing:
@@ -175,40 +186,27 @@ class Bucket:
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def upload(self, key: str, chunks: Iterable[bytes], crc32: str, metadata: dict[str, str]) -> str:
-        """Stream `chunks` to `key` and return S3's ETag: one PUT under part_size, a multipart upload
-        of part_size parts as they are read if not (never peeked at).
+        """Stream `chunks` to `key` and return S3's ETag (amp_luigi.multipart.ObjectWriter: one PUT
+        under part_size, else a multipart upload of part_size parts as they are read).
 
         `crc32` is the object's CRC32 as extraction computed it: the object is committed only if
         its bytes have it, and every request is proven by the store's answer (amp_luigi.proof). A
         single PUT whose answer proves other bytes has already landed, so it is removed again.
         """
-        pieces = parts(chunks, self.part_size)
-        first = next(pieces, b"")
-        if len(first) < self.part_size:  # the whole object
-            sent = digest(first, self.proof)
-            same_crc32(key, sent.crc32, crc32)
-            return self._put(key, first, sent, Metadata=metadata)
-        self._check_store()
-        upload = MultipartUpload.start(self, key, metadata)
-        try:
-            upload.part(first)
-            del first  # each part is freed once sent: one part per upload thread
-            for part in pieces:
-                upload.part(part)
-                del part
-            return upload.complete(crc32)
-        except BaseException:
-            self._best_effort(
-                upload.abort,
-                f"could not abort the multipart upload of s3://{self.name}/{key}",
-                "its parts stay stored (and billed) until a lifecycle rule for incomplete multipart "
-                "uploads removes them",
-            )
-            raise
+        with self.writer(key, metadata, crc32) as out:
+            for chunk in chunks:
+                out.write(chunk)
+        return out.etag
 
-    def _put(self, key: str, body: bytes | bytearray, sent: Sent, **fields: Any) -> str:
+    def writer(
+        self, key: str, metadata: dict[str, str] | None = None, crc32: str | None = None
+    ) -> ObjectWriter:
+        """An object written as a stream and committed when its `with` ends cleanly (see ObjectWriter)."""
+        return ObjectWriter(self, key, metadata or {}, crc32)
+
+    def put(self, key: str, body: bytes | bytearray, sent: Sent, **fields: Any) -> str:
         """One proven PUT (a data object or a marker); returns the ETag."""
-        self._check_store()
+        self.check_store()
         answer = self.request(
             "upload",
             key,
@@ -236,7 +234,7 @@ class Bucket:
             + advice(self.proof)
         )
 
-    def _check_store(self) -> None:
+    def check_store(self) -> None:
         """Under the checksum proof, prove once per process that this store refuses a wrong CRC32.
 
         An echoed checksum proves the bytes only where the store compares it (moto echoes a wrong
@@ -315,6 +313,21 @@ class Bucket:
             upload.abort()
         return [upload.key for upload in uploads]
 
+    def abort_left_uploads(self, prefix: str) -> None:
+        """Abort what abort_uploads finds, at best effort: without s3:ListBucketMultipartUploads /
+        s3:AbortMultipartUpload, only warn; it never replaces the error of the work in hand. Some
+        stores list no uploads for a prefix (MinIO) or have no such listing (s3rver): there a
+        lifecycle rule for incomplete multipart uploads does it."""
+        try:
+            aborted = self.abort_uploads(prefix)
+        except FatalError as error:
+            logger.warning("%s: could not clean up multipart uploads left by a killed run: %s", prefix, error)
+            return
+        if aborted:
+            logger.warning(
+                "%s: aborted %d multipart upload(s) left by a killed run: %s", prefix, len(aborted), aborted
+            )
+
     def write_json(self, key: str, data: dict[str, Any]) -> None:
         """One proven PUT, atomic in S3: a reader sees the old marker or the new one, never half of one.
 
@@ -322,7 +335,7 @@ class Bucket:
         trailing checksum (boto3's default over HTTPS), which stores without aws-chunked keep verbatim.
         """
         body = json.dumps(data, indent=1).encode()
-        self._put(key, body, digest(body, self.proof), ContentType="application/json")
+        self.put(key, body, digest(body, self.proof), ContentType="application/json")
 
     def read_bytes(self, key: str, byte_range: str | None = None) -> bytes:
         """The object's bytes (`byte_range` as HTTP's Range, e.g. `bytes=-8`), read whole: small objects."""

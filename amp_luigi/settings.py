@@ -45,6 +45,7 @@ from amp_luigi.validation import (
     not_after_today,
     one_of,
     region_url,
+    s3_location,
 )
 from amp_luigi.windows import Budget
 
@@ -281,18 +282,26 @@ class storage(Section):
 
 
 class staging(Section):
-    """The local working area and the limits that protect it from hostile archives."""
+    """Where a day's tasks hand each other their files, and the limits that protect them from hostile
+    archives: this host's disk (data_dir, the default), or an S3 location every host shares (location)."""
 
-    data_dir = luigi.Parameter(default="amp-data", description="Staging directory (AMP_DATA_DIR).")
+    data_dir = luigi.Parameter(
+        default="amp-data",
+        description="Staging directory (AMP_DATA_DIR); with an S3 location, only locks and bounded temporary files.",
+    )
+    location = luigi.Parameter(
+        default="",
+        description="s3://bucket/prefix (AMP_STAGING_LOCATION): stage in S3, so any host runs any stage of any day.",
+    )
     keep = luigi.BoolParameter(default=False, description="Keep a day's staging files after success.")
     max_inflate_ratio = luigi.IntParameter(
         default=200, description="A member inflating more than this many times its size is refused."
     )
     max_line_mib = luigi.IntParameter(default=64, description="Longest event line accepted (MiB).")
 
-    env = {"data_dir": "AMP_DATA_DIR"}
+    env = {"data_dir": "AMP_DATA_DIR", "location": "AMP_STAGING_LOCATION"}
     # The directory itself is checked per project (each has its own below it): amp_luigi.projects.
-    rules = {"max_inflate_ratio": _least(2), "max_line_mib": _within(1, 1024)}
+    rules = {"location": s3_location, "max_inflate_ratio": _least(2), "max_line_mib": _within(1, 1024)}
 
     def root(self) -> Path:
         return Path(self.value("data_dir")).expanduser().resolve()
@@ -410,7 +419,18 @@ class iceberg(Section):
     }
 
     def combined(self) -> list[Callable[[], object]]:
-        return [self._rest_uri] if self.value("catalog") == "rest" else []
+        return [self._rest_uri] if self.value("catalog") == "rest" else [self._shared_catalog]
+
+    def _shared_catalog(self) -> None:
+        """With staging in S3 the workers are several hosts, or containers whose disk goes with
+        them: a catalog on one host's disk would give each its own table history."""
+        local = self.value("catalog") == "sql" and not self.value("uri")
+        if self.enabled and local and staging().value("location")[0]:
+            raise ConfigError(
+                f"[iceberg] catalog = sql without a uri keeps the table's catalog in SQLite on this host's disk, "
+                f"but {staging().setting('location')} stages in S3 for workers on several hosts: set "
+                "[iceberg] catalog = glue or rest, or a uri (AMP_ICEBERG_URI) of a database every host reaches."
+            )
 
     def _rest_uri(self) -> None:
         if not self.value("uri").startswith(("http://", "https://")):

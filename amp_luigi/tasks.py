@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import ClassVar, NoReturn
 
 import luigi
@@ -52,6 +52,7 @@ from amp_luigi.query.catalog import open_table, table_of
 from amp_luigi.records import DayRecord, read_marker, write_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.settings import amplitude, iceberg, parquet, staging, storage
+from amp_luigi.staging_area import StagingArea
 from amp_luigi.upload import upload_day
 from amp_luigi.verify import differences
 from amp_luigi.windows import estimate
@@ -117,6 +118,21 @@ class MarkerTarget(luigi.Target):
         self.bucket.delete([self.key])
 
 
+class StagedTarget(luigi.Target):
+    """A file of the project's staging area (amp_luigi.staging_area) as a Luigi target: a stat on
+    this host's disk, or one HEAD in S3."""
+
+    def __init__(self, area: StagingArea, staged: PurePath) -> None:
+        self.area, self.staged = area, staged
+
+    @property
+    def path(self) -> str:
+        return self.area.where(self.staged)
+
+    def exists(self) -> bool:
+        return self.area.exists(self.staged)
+
+
 class ProjectTask(luigi.Task):
     """A task of one project: `--project web` ([project.web] in luigi.cfg), or none for the unnamed one.
 
@@ -162,7 +178,9 @@ class DayTask(ProjectTask):
         """Built once per task: Luigi asks for a task's output many times while it schedules."""
         if "_layout" not in self.__dict__:
             settings = self.project_settings()
-            self._layout = DayLayout(self.date, settings.staging_root, settings.prefix, storage().keep_gzip)
+            self._layout = DayLayout(
+                self.date, settings.staging_root, settings.prefix, storage().keep_gzip, settings.staging
+            )
         return self._layout
 
     def marker(self, key: str) -> MarkerTarget:
@@ -253,18 +271,20 @@ class ExportDay(DayTask):
     def priority(self) -> int:  # type: ignore[override]
         return day_priority(self.date) + EXPORT_AHEAD_DAYS
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.layout().export_index))
+    def output(self) -> luigi.Target:
+        layout = self.layout()
+        return StagedTarget(layout.area, layout.export_index)
 
     def discard(self) -> None:
-        shutil.rmtree(self.layout().export_dir, ignore_errors=True)
+        layout = self.layout()
+        layout.area.remove_tree(layout.export_dir)
 
     def run(self) -> None:
         settings = self.project_settings()
         check_exportable(self.date, settings.first_date, amplitude().availability_lag_hours)
         progress = Progress(self)
         layout = self.layout()
-        with locked_days(layout.staging_root, [self.date], wait=True):
+        with locked_days(settings.work_dir, [self.date], wait=True):
             # While this task waited for the lock, its window or another run may have done it.
             if self.output().exists():
                 progress(f"{self.day_label()} was exported with its window", 100, final=True)
@@ -278,7 +298,9 @@ class ExportDay(DayTask):
                 final=True,
             )
             index = export_day(settings.client(), layout, download_progress(progress), hours_each)
-        size = sum((layout.export_dir / part.archive).stat().st_size for part in index.ranges if part.archive)
+        size = sum(
+            layout.area.size(layout.export_dir / part.archive) for part in index.ranges if part.archive
+        )
         progress(f"downloaded {len(index.ranges)} range(s), {mib(size)}", 100, final=True)
 
     def hours_each(self) -> int:
@@ -287,6 +309,7 @@ class ExportDay(DayTask):
         known = known_near(
             settings.open_bucket(),
             settings.prefix,
+            settings.staging,
             settings.staging_root,
             [self.date],
             VerifyDay.marked(self.project),
@@ -319,13 +342,14 @@ class ExtractDay(DayTask):
     def requires(self) -> ExportDay:
         return self.clone(ExportDay)
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.layout().manifest_path))
+    def output(self) -> luigi.Target:
+        layout = self.layout()
+        return StagedTarget(layout.area, layout.manifest_path)
 
     def discard(self) -> None:
         layout = self.layout()
-        layout.manifest_path.unlink(missing_ok=True)
-        shutil.rmtree(layout.members_dir, ignore_errors=True)
+        layout.area.remove(layout.manifest_path)
+        layout.area.remove_tree(layout.members_dir)
 
     def run(self) -> None:
         progress = Progress(self)
@@ -383,8 +407,9 @@ class VerifyDay(MarkerDay):
     range tools can list it), written only when every object matches by key, size and ETag and no
     other object sits under the day's prefix. Complete when that marker can be read: a damaged one is
     removed, so the day is verified again. On a mismatch or a damaged upload marker it removes
-    UploadDay's marker, so the next run uploads again. After success the day's staging files are
-    removed unless [staging] keep is set.
+    UploadDay's marker, so the next run uploads again. Once the day is proven, its staging files
+    (with whatever a killed run left among them, and in S3 the uploads it left open) are removed
+    unless [staging] keep is set, and the marker is written last.
     """
 
     redo = "The day will be verified again."
@@ -420,11 +445,13 @@ class VerifyDay(MarkerDay):
                     + "; ".join(problems)
                 )
             )
+        # The staging goes before the marker: verification needs none of it, so a run killed in
+        # between verifies again, and one killed earlier left its objects for this to remove.
+        if not staging().keep:
+            layout.area.remove_tree(layout.day_dir)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         record = dataclasses.replace(uploaded, verified_at=now)
         write_marker(bucket, layout.verified_key, record)
-        if not staging().keep:
-            shutil.rmtree(layout.day_dir, ignore_errors=True)
         progress(f"verified {len(record.objects)} object(s), {record.events} events", 100, final=True)
 
 
@@ -460,7 +487,7 @@ class ParquetDay(MarkerDay):
         if verified is None:  # removed as damaged since scheduling: verify the day again
             self.input_is_bad(StaleStateError(f"the verified marker of {self.day_label()} could not be read"))
         settings = parquet()
-        root = self.project_settings().staging_root
+        root = self.project_settings().work_dir
         # Hidden and not named like a day, so the status view does not take it for a failed export.
         work = Path(tempfile.mkdtemp(prefix=f".parquet-{self.date.isoformat()}-", dir=root))
         try:
@@ -516,7 +543,7 @@ class IcebergDay(MarkerDay):
             verify.discard()
             raise StaleStateError(f"{self.day_label()}: the verified marker could not be read. {verify.redo}")
         table = table_of(settings)
-        work = Path(tempfile.mkdtemp(prefix=f".iceberg-{self.date.isoformat()}-", dir=settings.staging_root))
+        work = Path(tempfile.mkdtemp(prefix=f".iceberg-{self.date.isoformat()}-", dir=settings.work_dir))
         try:
             record = commit_day(
                 lambda: open_table(table),
@@ -588,7 +615,8 @@ class RefreshDay(DayTask):
                 f"removing the markers of {self.day_label()} verified at {verified_at:%Y-%m-%d %H:%M:%S}", 0
             )
             logger.info("%s: re-exporting for late events (verified at %s)", self.day_label(), verified_at)
-            shutil.rmtree(self.layout().day_dir, ignore_errors=True)
+            layout = self.layout()
+            layout.area.remove_tree(layout.day_dir)
             for stage in self.refreshed_stages():
                 stage.discard()
         yield self.clone(last_layer())

@@ -1,7 +1,8 @@
 """UploadDay's stage: the manifest's members into S3 under deterministic keys, exactly.
 
-Each member is streamed from staging (inflated on the way unless `keep_gzip`), proven by the
-store's answer and committed only if its bytes have the CRC32 extraction computed (amp_luigi.s3).
+Each member is streamed from the staging area, local or in S3 (inflated on the way unless
+`keep_gzip`), proven by the store's answer and committed only if its bytes have the CRC32
+extraction computed (amp_luigi.s3).
 Objects under the day's prefix that the manifest does not name (an earlier export of the day) are
 deleted, so a rerun never duplicates. Multipart uploads a killed run left open are aborted first.
 """
@@ -13,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from amp_luigi.errors import FatalError
 from amp_luigi.gzip_stream import inflate, read_chunks
 from amp_luigi.layout import DayLayout
 from amp_luigi.members import Limits
@@ -34,15 +34,16 @@ def upload_day(
     ArchiveError (a staged member that no longer inflates or has its CRC32) and StaleStateError (a
     damaged manifest) mean the extraction must be done again.
     """
-    abort_abandoned_uploads(bucket, layout.data_prefix)
-    manifest = Manifest.load(layout.manifest_path)
+    bucket.abort_left_uploads(layout.data_prefix)
+    area = layout.area
+    manifest = Manifest.load(layout.manifest_path, area)
     expected = manifest.objects(layout)
     done = 0
     lock = threading.Lock()
 
     def upload(obj: ExpectedObject) -> ExpectedObject:
         nonlocal done
-        with (layout.members_dir / obj.member).open("rb") as source:
+        with area.open(layout.members_dir / obj.member) as source:
             chunks: Iterable[bytes] = read_chunks(source)
             if not layout.keep_gzip:
                 chunks = inflate(chunks, obj.member, limits.max_inflate_ratio)
@@ -69,20 +70,3 @@ def upload_day(
         ranges=[part.hours for part in manifest.ranges],
         split=manifest.split,
     )
-
-
-def abort_abandoned_uploads(bucket: Bucket, prefix: str) -> None:
-    """Best effort: without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload, only warn.
-
-    It never replaces the error of the upload itself. Some stores list no uploads for a prefix (MinIO)
-    or have no such listing (s3rver): there a lifecycle rule for incomplete multipart uploads does it.
-    """
-    try:
-        aborted = bucket.abort_uploads(prefix)
-    except FatalError as error:
-        logger.warning("%s: could not clean up multipart uploads left by a killed run: %s", prefix, error)
-        return
-    if aborted:
-        logger.warning(
-            "%s: aborted %d multipart upload(s) left by a killed run: %s", prefix, len(aborted), aborted
-        )

@@ -104,6 +104,20 @@ def key_prefix(value: str, setting: Setting) -> str:
     return prefix
 
 
+def s3_location(value: str, setting: Setting) -> tuple[str, str]:
+    """`s3://bucket/prefix` as its bucket and prefix (both checked); ('', '') when empty."""
+    text = value.strip()
+    if not text:
+        return "", ""
+    if not text.startswith("s3://"):
+        raise ConfigError(
+            f"{setting} = {value!r} is not an S3 location: write s3://<bucket>/<prefix>, e.g. "
+            "s3://my-bucket/amp-staging (or leave it empty to stage on this host's disk, [staging] data_dir)."
+        )
+    bucket, _, prefix = text.removeprefix("s3://").partition("/")
+    return bucket_name(bucket, setting), key_prefix(prefix, setting)
+
+
 def http_url(value: str, setting: Setting, example: str) -> str:
     parts = urlsplit(value.strip())
     try:

@@ -6,7 +6,7 @@ Importing this module imports amp_luigi (so its tasks resolve) and then, driven 
   file `$AMP_TEST_SIGNAL_DIR/<point>`, so a test can SIGKILL it at exactly that moment. Points:
   `start:<Task>` (a stage's run() begins: every earlier stage is done), `extract` (a member is being
   inflated, its `.partial` file open), `s3:<operation>` (a data-object call: `put_object`,
-  `upload_part`, `list_objects_v2`...), `cleanup` (VerifyDay wrote its marker, staging not yet removed),
+  `upload_part`, `list_objects_v2`...), `cleanup` (VerifyDay proved the day, its staging not yet removed nor its marker written),
   and `iceberg:commit` / `iceberg:committed` (IcebergDay's data files are written and the catalog
   not yet told / the catalog committed, the marker not yet written).
 - `AMP_TEST_S3_FAULT=<Operation>:<status>:<code>[:<times>]` answers that S3 operation (botocore's name,
@@ -20,9 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import shutil
 import threading
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from typing import Any
 import botocore.awsrequest
 
 import amp_luigi  # noqa: F401 - registers the tasks for the luigi command
-from amp_luigi import aws, members, s3, tasks
+from amp_luigi import aws, layout, members, s3, staging_area, tasks
 
 _lock = threading.Lock()
 _counts: collections.Counter[str] = collections.Counter()
@@ -140,11 +138,14 @@ def _install_pauses() -> None:
 
     s3.Bucket.request = request  # type: ignore[method-assign]
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
-        _checkpoint("cleanup")
-        shutil.rmtree(path, *args, **kwargs)
+    for area in (staging_area.LocalArea, staging_area.S3Area):
 
-    tasks.shutil = types.SimpleNamespace(rmtree=rmtree)  # type: ignore[assignment]
+        def remove_tree(self: Any, path: Any, original: Any = area.remove_tree) -> None:
+            if layout.date_named(path.name) is not None:  # a day's directory: VerifyDay's clean-up
+                _checkpoint("cleanup")
+            original(self, path)
+
+        area.remove_tree = remove_tree  # type: ignore[method-assign]
 
     if os.environ["AMP_TEST_PAUSE"].startswith("iceberg:"):
         from pyiceberg.table import Transaction

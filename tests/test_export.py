@@ -17,6 +17,7 @@ from amp_luigi.hours import HourRange
 from amp_luigi.layout import DayLayout
 from amp_luigi.members import Limits
 from amp_luigi.records import ExportedRange, ExportIndex
+from amp_luigi.staging_area import LOCAL, StagingArea
 
 DAY = dt.date(2024, 3, 1)
 WHOLE = HourRange.day(DAY)
@@ -31,7 +32,9 @@ class Amplitude:
         self.max_hours, self.empty, self.failing = max_hours, empty, failing
         self.asked: list[str] = []
 
-    def download(self, hours: HourRange, dest: Path, on_bytes: ByteProgress | None = None) -> bool:
+    def download(
+        self, hours: HourRange, dest: Path, on_bytes: ByteProgress | None = None, area: StagingArea = LOCAL
+    ) -> bool:
         self.asked.append(hours.label())
         if hours.hours > self.max_hours:
             raise TooLargeError(f"HTTP 400 for {hours.label()}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from amp_luigi.layout import (
     member_hour,
     parquet_location_template,
     parquet_prefix,
-    partial_path,
     probe_key,
     project_prefix,
     project_staging,
@@ -167,12 +165,3 @@ def test_the_athena_templates_name_the_days_prefixes(prefix: str) -> None:
     parquet = ParquetLayout(DAY, prefix, pq)
     assert parquet_location_template(pq).replace("${dt}", DAY.isoformat()) == parquet.partition_prefix
     assert raw_location_template(prefix).replace("${dt}", DAY.isoformat()) == day(prefix).data_prefix
-
-
-def test_a_partial_file_is_hidden_beside_its_destination_and_names_this_process(tmp_path: Path) -> None:
-    dest = tmp_path / "export" / "parts.json"
-    partial = partial_path(dest)
-    assert partial.parent == dest.parent
-    assert partial.name.startswith(".") and partial.name.endswith(".partial")
-    assert str(os.getpid()) in partial.name
-    assert partial != partial_path(tmp_path / "export" / "manifest.json")

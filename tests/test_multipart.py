@@ -1,5 +1,5 @@
-"""A multipart upload (start, part, complete, abort) and the part buffer: parts of exactly
-part_size, each sent before the next is read, every one proven, an upload never left open."""
+"""A multipart upload (start, part, complete, abort) and the writer that streams into it: parts of
+exactly part_size, each sent before the next is read, every one proven, an upload never left open."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from amp_luigi.multipart import MultipartUpload, parts
+from amp_luigi.multipart import MultipartUpload
 from amp_luigi.s3 import Bucket, Listed
 from tests.conftest import MOCK_BUCKET as NAME
 from tests.conftest import crc32_of
@@ -30,28 +30,44 @@ def bucket(s3: Any) -> Bucket:
 
 
 @pytest.mark.parametrize(
-    ("sizes", "expected"),
+    ("writes", "puts", "parts"),
     [
-        ([], [0]),
-        ([10], [10]),
-        ([3, 4, 5], [10, 2]),
-        ([25], [10, 10, 5]),
-        ([10, 0, 1], [10, 1]),
-        ([4, 6, 10], [10, 10]),
+        ([], [0], []),
+        ([3], [3], []),
+        ([2, 2, 2], [], [5, 1]),
+        ([12], [], [5, 5, 2]),
+        ([5, 0, 1], [], [5, 1]),
+        ([2, 3, 5], [], [5, 5]),
     ],
 )
-def test_parts_are_part_size_but_the_last(sizes: list[int], expected: list[int]) -> None:
-    data = os.urandom(sum(sizes))
-    pieces = list(itertools.accumulate(sizes, initial=0))
-    found = [bytes(part) for part in parts((data[a:b] for a, b in itertools.pairwise(pieces)), 10)]
-    assert [len(part) for part in found] == expected
-    assert b"".join(found) == data
+def test_a_writer_sends_parts_of_part_size_but_the_last_or_one_put_under_a_part(
+    bucket: Bucket, s3: Any, writes: list[int], puts: list[int], parts: list[int]
+) -> None:
+    """Whatever the writes' sizes (a zip's headers, a download's chunks): MiB below."""
+    data = os.urandom(sum(writes) * MiB)
+    bounds = list(itertools.accumulate((size * MiB for size in writes), initial=0))
+    sent: dict[str, list[int]] = {"PutObject": [], "UploadPart": []}
+    for operation, sizes in sent.items():
+        s3.meta.events.register(
+            f"provide-client-params.s3.{operation}",
+            lambda params, sizes=sizes, **_: sizes.append(len(params["Body"]) // MiB),
+        )
+    with bucket.writer("p/written.json") as out:
+        for start, end in itertools.pairwise(bounds):
+            out.write(data[start:end])
+    assert (sent["PutObject"], sent["UploadPart"]) == (puts, parts)
+    assert s3.get_object(Bucket=NAME, Key="p/written.json")["Body"].read() == data
+    assert out.crc32 == crc32_of(data) and out.size == len(data)
 
 
-def test_a_one_chunk_object_under_a_part_is_handed_on_without_a_copy() -> None:
-    chunk = os.urandom(9)
-    [part] = parts(iter([chunk]), 10)
-    assert part is chunk
+def test_a_writer_left_by_an_exception_commits_nothing_and_leaves_no_upload_open(
+    bucket: Bucket, s3: Any
+) -> None:
+    with pytest.raises(OSError, match="connection lost"), bucket.writer("p/cut.zip") as out:
+        out.write(os.urandom(6 * MiB))
+        raise OSError("connection lost")
+    assert s3.list_multipart_uploads(Bucket=NAME).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=NAME)
 
 
 def test_an_open_upload_is_listed_and_aborted_and_a_completed_one_is_not_aborted(

@@ -149,6 +149,17 @@ def test_key_variables_follow_the_name() -> None:
             "[project.web]\n[parquet]\nprefix = tables\n",
             "[parquet] prefix = 'tables' is the unnamed project's",
         ),
+        (  # a day's prefix holding the staging: VerifyDay would find the staged objects among the data
+            "[project.web]\n[staging]\nlocation = s3://amp-bucket/python_import/web/2024-03-01\n",
+            "[project.web] prefix = 'python_import/web' and AMP_STAGING_LOCATION ([staging] location) = "
+            "'python_import/web/2024-03-01/web' overlap in s3://amp-bucket/: the staging objects and the data",
+        ),
+        (  # the staging holding a project's data
+            "[project.web]\nprefix = stage/web/data\n[staging]\nlocation = s3://amp-bucket/stage\n",
+            "overlap in s3://amp-bucket/",
+        ),
+        ("[project.web]\n[staging]\nlocation = amp-bucket/stage\n", "is not an S3 location: write s3://"),
+        ("[project.web]\n[staging]\nlocation = s3://Amp_Bucket/stage\n", "[staging] location"),
     ],
 )
 def test_what_a_project_section_may_not_say(
@@ -167,6 +178,9 @@ def test_what_a_project_section_may_not_say(
         "[project.web]\nprefix = python_import\n[project.ios]\n",
         # The same prefix in two buckets.
         "[project.web]\nprefix = p\n[project.ios]\nprefix = p\nbucket = ios-bucket\n",
+        # Staging beside the projects' prefixes, and in a bucket of its own under the same prefix.
+        "[project.web]\n[project.ios]\n[staging]\nlocation = s3://amp-bucket/amp-staging\n",
+        "[project.web]\nprefix = p\n[staging]\nlocation = s3://staging-bucket/p\n",
     ],
 )
 def test_prefixes_that_share_no_key_are_allowed(configure: Configure, keyed: None, config: str) -> None:

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.endpoint
@@ -225,7 +226,7 @@ def test_an_empty_manifest_is_written_for_a_day_without_data(
 ) -> None:
     emulator.add_fault("status", times=None, match=DAY, status=404)
     assert build(ExtractDay(date=DAY)) == LuigiStatusCode.SUCCESS
-    manifest = json.loads(ExtractDay(date=DAY).output().open("r").read())
+    manifest = json.loads(Path(ExtractDay(date=DAY).output().path).read_text())
     assert manifest["members"] == [] and manifest["events"] == 0
 
 

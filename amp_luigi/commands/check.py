@@ -2,7 +2,8 @@
 
 It checks every setting (no request is made while one is wrong), then the bucket with the requests
 amp-luigi itself makes, each on a short-lived object under `<prefix>/_check/`: list, a proven upload
-(under `[storage] upload_proof`), read, delete, and the multipart clean-up. For each refusal it names
+(under `[storage] upload_proof`), read, delete, and the multipart clean-up; with `[staging]
+location`, the same on the staging prefix, where every hand-off between a day's tasks goes. For each refusal it names
 the IAM action to grant and what amp-luigi does without it. With `--amplitude` it also exports one
 early hour (the first hour of `[amplitude] first_date`, which holds little or nothing) to prove the
 credentials and the region; without it Amplitude is not asked anything. Secrets are never printed.
@@ -156,4 +157,10 @@ def main(*, amplitude_too: bool, out: TextIO, project: str | None = None) -> int
             results.append(amplitude_result(settings.client().download, settings.first_date, keys))
         render(results, settings.where(), out)
         blocked = blocked or any(result.blocks for result in results)
+        if settings.staging_bucket:  # [staging] location: the same requests, on the staging prefix
+            staging = settings.open_bucket(settings.staging_bucket, settings.staging_prefix)
+            staged = s3_results(staging, settings.staging_prefix)
+            where = f"s3://{settings.staging_bucket}/{settings.staging_prefix}/"
+            render(staged, ", ".join(filter(None, (settings.label(), f"staging {where}"))), out)
+            blocked = blocked or any(result.blocks for result in staged)
     return 1 if blocked else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 
 from amp_luigi.hours import days_between
 from amp_luigi.layout import (
@@ -25,6 +25,7 @@ from amp_luigi.layout import (
 )
 from amp_luigi.records import read_marker
 from amp_luigi.s3 import Bucket
+from amp_luigi.staging_area import LOCAL, StagingArea
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
 
@@ -60,11 +61,12 @@ class DayStatus:
 def collect(
     bucket: Bucket,
     prefix: str,
-    staging_root: Path,
+    staging_root: PurePath,
     start: dt.date,
     stop: dt.date,
     newest: dt.date,
     layers: tuple[Layer, ...] = (),
+    area: StagingArea = LOCAL,
 ) -> list[DayStatus]:
     """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
 
@@ -72,7 +74,7 @@ def collect(
     """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
-    staged = {date_named(path.name) for path in staging_root.iterdir()} if staging_root.is_dir() else set()
+    staged = {date_named(name) for name in area.children(staging_root)}
     days = days_between(start, stop)
     wanted = [day for day in days if day in verified]
     markers = dict(

@@ -59,10 +59,10 @@ def main(
         days = exportable_days(start, stop, settings.first_date, now, lag)
         listing = bucket.listing(marker_prefix(settings.prefix, VERIFIED_DIR))
         verified = {day for day in map(marker_date, listing) if day is not None}
-        staged = set(staged_known(settings.staging_root))
+        staged = set(staged_known(settings.staging, settings.staging_root))
         missing = [day for day in days if day not in verified]
         asked = [day for day in missing if day not in staged]
-        known = known_near(bucket, settings.prefix, settings.staging_root, asked, verified)
+        known = known_near(bucket, settings.prefix, settings.staging, settings.staging_root, asked, verified)
         cap = export_cap(settings.name)
         waves = forecast(missing, known, budget, cap, BATCH_DAYS, frozenset(staged))
         windows = [window for each in waves for window in each]

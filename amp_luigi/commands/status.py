@@ -137,7 +137,9 @@ def main(
     for settings in chosen:
         bucket = settings.open_bucket()
         layers = shown_layers(parquet().enabled, iceberg().enabled)
-        days = collect(bucket, settings.prefix, settings.staging_root, start, stop, newest, layers)
+        days = collect(
+            bucket, settings.prefix, settings.staging_root, start, stop, newest, layers, settings.staging
+        )
         named = {"project": settings.name} if settings.name else {}
         labels = {"bucket": bucket.name, "prefix": settings.prefix, **named}
         calendars.append((settings, labels, days))

@@ -37,6 +37,22 @@ def test_a_deployment_with_every_permission_is_ready_and_amplitude_is_not_asked(
     assert workspace.keys() == {}, "the probe objects are removed"
 
 
+def test_staging_in_s3_is_checked_with_the_same_requests_on_its_prefix(
+    workspace: Workspace, emulator: Emulator
+) -> None:
+    staging = f"amp-staging-{workspace.bucket}"
+    workspace.s3.create_bucket(Bucket=staging)
+    workspace.configure("staging", location=f"s3://{staging}/stage")
+    run = run_check(workspace)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"amp-luigi check of staging s3://{staging}/stage/" in run.stdout
+    assert run.stdout.count("Ready: every check passed.") == 2
+    workspace.configure("staging", location=f"s3://{staging}-gone/stage")
+    missing = run_check(workspace)
+    assert missing.returncode == 1
+    assert f"{staging}-gone" in missing.stdout and "does not exist" in missing.stdout
+
+
 def test_with_amplitude_one_early_hour_is_exported_to_prove_the_keys(
     workspace: Workspace, emulator: Emulator
 ) -> None:

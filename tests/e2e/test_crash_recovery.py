@@ -104,7 +104,7 @@ POINTS = [
     ("s3:upload_part:2", BIG),  # a multipart upload begun, one part in S3
     ("start:VerifyDay:1", SMALL),  # between upload and verification: the upload marker written
     ("s3:list_objects_v2:2", SMALL),  # verification begun (after the stray check's listing), no marker
-    ("cleanup:1", SMALL),  # the verified marker written, staging not yet removed
+    ("cleanup:1", SMALL),  # the day proven, its staging not yet removed nor its marker written
 ]
 
 

@@ -97,3 +97,25 @@ def test_properties_carry_the_s3_keys_of_the_pipeline() -> None:
     props = table.properties()
     assert props["s3.access-key-id"] == "AK" and props["s3.endpoint"] == "http://127.0.0.1:9"
     assert props["py-io-impl"] == "pyiceberg.io.pyarrow.PyArrowFileIO"
+
+
+@pytest.mark.parametrize(
+    ("catalog", "refused"),
+    [
+        ("catalog = sql", True),  # SQLite on one host's disk
+        ("catalog = sql\nuri = postgresql+psycopg://db.internal/iceberg", False),  # a shared database
+        ("catalog = glue", False),
+    ],
+)
+def test_staging_in_s3_refuses_a_catalog_on_one_hosts_disk(
+    configure: Configure, catalog: str, refused: bool
+) -> None:
+    """Several hosts (or containers) would each keep a table history of their own in SQLite."""
+    configure(
+        BASE + f"[staging]\nlocation = s3://amp-bucket/amp-staging\n[iceberg]\nenabled = true\n{catalog}\n"
+    )
+    if not refused:
+        checked()
+        return
+    with pytest.raises(ConfigError, match=r"catalog in SQLite on this host's disk, but AMP_STAGING_LOCATION"):
+        checked()
