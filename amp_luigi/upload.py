@@ -13,12 +13,16 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import PurePath
+from typing import IO
 
+from amp_luigi.errors import ArchiveError
 from amp_luigi.gzip_stream import inflate, read_chunks
 from amp_luigi.layout import DayLayout
 from amp_luigi.members import Limits
 from amp_luigi.records import DayRecord, ExpectedObject, Manifest
 from amp_luigi.s3 import Bucket
+from amp_luigi.staging_area import StagingArea
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def upload_day(
 
     def upload(obj: ExpectedObject) -> ExpectedObject:
         nonlocal done
-        with area.open(layout.members_dir / obj.member) as source:
+        with _staged(area, layout.members_dir / obj.member) as source:
             chunks: Iterable[bytes] = read_chunks(source)
             if not layout.keep_gzip:
                 chunks = inflate(chunks, obj.member, limits.max_inflate_ratio)
@@ -70,3 +74,12 @@ def upload_day(
         ranges=[part.hours for part in manifest.ranges],
         split=manifest.split,
     )
+
+
+def _staged(area: StagingArea, path: PurePath) -> IO[bytes]:
+    """A member the manifest names, or ArchiveError when the staging area lost it (a lifecycle rule,
+    a hand): the extraction is then discarded and done again."""
+    try:
+        return area.open(path)
+    except FileNotFoundError as error:
+        raise ArchiveError(f"the extracted member {area.where(path)} vanished from staging") from error

@@ -126,6 +126,18 @@ def test_a_member_changed_since_extraction_is_never_committed(bucket: Bucket, tm
     assert PREFIX + "187520_2024-03-01_5#0.json" not in bucket.listing(PREFIX)
 
 
+def test_a_member_gone_from_staging_is_named_so_the_extraction_is_redone(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """A lifecycle rule (or a hand) removed it: ArchiveError, which discards the extraction."""
+    layout = layout_in(tmp_path)
+    stage(layout, BODIES)
+    gone = layout.members_dir / "187520_2024-03-01_5#0.json.gz"
+    gone.unlink()
+    with pytest.raises(ArchiveError, match=f"the extracted member {gone} vanished from staging"):
+        upload_day(bucket, layout, Limits())
+
+
 def test_multipart_uploads_a_killed_run_left_under_the_day_are_aborted_first(
     bucket: Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
