@@ -30,6 +30,7 @@ VARIABLES = {
     "SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "AMP_DATA_DIR",
+    "AMP_STAGING_LOCATION",
 }
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO luigi-interface\[\d+\]: ", re.MULTILINE)
 
@@ -41,6 +42,7 @@ def test_env_template_names_every_variable_with_blank_secrets() -> None:
         assert values[secret] == ""
     text = (CONFIG / "amp-luigi.env.example").read_text()
     assert "# AWS_ENDPOINT_URL_S3=" in text  # commented out: an empty one would break botocore
+    assert values["AMP_STAGING_LOCATION"] == ""  # staging on this host's disk unless set
 
 
 @pytest.fixture
