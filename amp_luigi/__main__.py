@@ -1,4 +1,4 @@
-"""`python -m amp_luigi` (or `amp-luigi`): the sandbox, the status view and the deployment check; the pipeline itself runs
+"""`python -m amp_luigi` (or `amp-luigi`): the sandbox, the status view and its HTML report, and the deployment check; the pipeline itself runs
 through the `luigi` command (`luigi --module amp_luigi ExportRange --start ...`)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--events-per-hour", type=int, default=200, help=argparse.SUPPRESS)
     sandbox.add_argument("--latency", type=float, default=0.0, help="emulator seconds per request")
     sandbox.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write the range's HTML report there too (the web project's day before the newest without events)",
+    )
+    sandbox.add_argument(
         "--rate-mib", type=float, help="emulator MiB per second of each answer's body (default: no limit)"
     )
 
@@ -48,10 +55,32 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
     )
     status.add_argument(
+        "--fail-on-anomaly",
+        action="store_true",
+        help="exit 1 when a verified day of the range is a volume anomaly ([volume] in luigi.cfg)",
+    )
+    status.add_argument(
         "--metrics-file",
         metavar="PATH",
         help="also write freshness and completeness metrics in Prometheus' text format to PATH "
         "(atomically, for node_exporter's textfile collector); '-' prints them instead of the calendar",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML page: a calendar heatmap per project, failures and volume anomalies",
+        description="Reads what status reads (the S3 markers, never the data) and writes one HTML file "
+        "(no script or font from the network): per project a heatmap of events per day, the days "
+        "missing, failed, empty, not yet exportable and anomalous, freshness, and every day's figures.",
+    )
+    report.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    report.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
+    report.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+    )
+    report.add_argument(
+        "--out", required=True, metavar="PATH", help="the HTML file to write, or s3://bucket/key.html"
     )
 
     plan = commands.add_parser(
@@ -172,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             events_per_hour=args.events_per_hour,
             latency=args.latency,
             rate_mib=args.rate_mib,
+            report=args.report,
         )
     from amp_luigi.commands import check as check_module
     from amp_luigi.commands import plan as plan_module
@@ -199,8 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "check":
             return check_module.main(amplitude_too=args.amplitude, out=sys.stdout, project=args.project)
+        if args.command == "report":
+            from amp_luigi.commands import report as report_module
+
+            return report_module.main(args.start, args.stop, project=args.project, out=args.out)
         return status_module.main(
-            args.start, args.stop, project=args.project, check=args.check, metrics_file=args.metrics_file
+            args.start,
+            args.stop,
+            project=args.project,
+            check=args.check,
+            fail_on_anomaly=args.fail_on_anomaly,
+            metrics_file=args.metrics_file,
         )
     except AmpLuigiError as error:  # a missing setting, no bucket, access denied: say which
         print(f"amp-luigi {args.command}: {error}", file=sys.stderr)

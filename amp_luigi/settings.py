@@ -47,6 +47,7 @@ from amp_luigi.validation import (
     region_url,
     s3_location,
 )
+from amp_luigi.volume import VolumeRule
 from amp_luigi.windows import Budget
 
 logger = logging.getLogger(__name__)
@@ -439,7 +440,38 @@ class iceberg(Section):
             )
 
 
-SECTIONS: tuple[type[Section], ...] = (amplitude, storage, staging, parquet, iceberg)
+class volume(Section):
+    """When a verified day's event count is a volume anomaly (amp_luigi.volume): `status`, its
+    `--fail-on-anomaly`, the metrics file and the report all use this one rule."""
+
+    weeks = luigi.IntParameter(default=4, description="Weeks of the same weekday a day is compared with.")
+    min_history = luigi.IntParameter(
+        default=3, description="How many of those weeks must be verified for a verdict (fewer: none)."
+    )
+    low = luigi.FloatParameter(default=0.5, description="Anomalous below this times the usual level.")
+    high = luigi.FloatParameter(default=2.0, description="Anomalous above this times the usual level.")
+
+    rules = {
+        "weeks": _within(1, 52),
+        "min_history": _least(1),
+        "low": _within(0, 1, ": a fraction of the usual level"),
+        "high": _least(1, ": a multiple of the usual level"),
+    }
+
+    def combined(self) -> list[Callable[[], object]]:
+        return [
+            lambda: between(
+                self.value("min_history"), 1, self.value("weeks"), self.setting("min_history"), " (weeks)"
+            )
+        ]
+
+    def rule(self) -> VolumeRule:
+        return VolumeRule(
+            self.value("weeks"), self.value("min_history"), self.value("low"), self.value("high")
+        )
+
+
+SECTIONS: tuple[type[Section], ...] = (amplitude, storage, staging, parquet, iceberg, volume)
 
 
 def failures(checks: list[Callable[[], object]]) -> list[str]:

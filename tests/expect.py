@@ -175,6 +175,27 @@ def setup_days(workspace: Workspace) -> None:
     write_marker(workspace, "_verified", "2023-12-31", 1, 1)  # outside the range: not read
 
 
+# Six weeks with a weekly rhythm (events per weekday, Monday first), and in them a day of each kind.
+WEEKLY = (1000, 1100, 1050, 1000, 900, 300, 250)
+WEEKS_START, WEEKS_STOP = dt.date(2024, 2, 5), dt.date(2024, 3, 18)  # Monday to Monday: 6 weeks
+ANOMALOUS = dt.date(2024, 3, 6)  # a Wednesday with a fifth of its usual events
+FAILED_DAY = dt.date(2024, 3, 12)  # uploaded, never verified
+MISSING_DAY = dt.date(2024, 3, 13)
+UNJUDGED = dt.date(2024, 2, 7)  # a Wednesday too, but the first: no history, no verdict
+
+
+def setup_weeks(workspace: Workspace) -> None:
+    """WEEKS_START..WEEKS_STOP verified with the WEEKLY rhythm, but ANOMALOUS, FAILED_DAY and
+    MISSING_DAY; and a fifth week before the range, which the rule reads as history."""
+    for offset in range(-7, (WEEKS_STOP - WEEKS_START).days):
+        day = WEEKS_START + dt.timedelta(days=offset)
+        if day in (FAILED_DAY, MISSING_DAY):
+            continue
+        events = 200 if day == ANOMALOUS else WEEKLY[day.weekday()]
+        write_marker(workspace, "_verified", day.isoformat(), 4, events)
+    write_marker(workspace, "_uploaded", FAILED_DAY.isoformat(), 4, 1000)
+
+
 def requested_days(start: str | None, end: str | None) -> list[dt.date]:
     """The days an Export API request (`start`, `end` as `YYYYMMDDTHH`) asked for, whole or in part."""
     if start is None or end is None:

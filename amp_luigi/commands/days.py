@@ -2,7 +2,8 @@
 calendar and `--metrics-file` writes as Prometheus gauges, in one bounded set of requests.
 
 One listing of `_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified
-day in the range for its counts, several at a time; one more listing per query layer shown. Data
+day in the range for its counts, several at a time (and, for the volume rule, per verified day of
+the weeks it looks back on); one more listing per query layer shown. Data
 objects are never listed. The staging directory is looked at too, since a day that failed before
 its upload left nothing in S3.
 """
@@ -26,6 +27,7 @@ from amp_luigi.layout import (
 from amp_luigi.records import read_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.staging_area import LOCAL, StagingArea
+from amp_luigi.volume import Verdict, VolumeRule, judge
 
 DONE, EMPTY, MISSING, FAILED, NOT_YET = "done", "empty", "missing", "FAILED", "not yet"
 
@@ -56,6 +58,12 @@ class DayStatus:
     reason: str = ""
     verified_at: dt.datetime | None = None  # when VerifyDay wrote the marker, for the metrics
     layers: dict[str, bool] = field(default_factory=dict)  # a shown layer's name -> the day is in it
+    bytes: int = 0  # the data objects' size in S3
+    volume: Verdict | None = None  # the volume rule's verdict on a verified day (amp_luigi.volume)
+
+    @property
+    def anomalous(self) -> bool:
+        return self.volume is not None and self.volume.anomalous
 
 
 def collect(
@@ -67,19 +75,25 @@ def collect(
     newest: dt.date,
     layers: tuple[Layer, ...] = (),
     area: StagingArea = LOCAL,
+    rule: VolumeRule | None = None,
 ) -> list[DayStatus]:
     """The state of every day in [start, stop); `newest` is the newest day Amplitude can export.
 
     For each of `layers`, one more listing (`_parquet/`, `_iceberg/`) says which done days are in it.
+    With `rule`, each verified day gets its volume verdict: the markers of the weeks before `start`
+    the rule looks back on are read too.
     """
     verified = {marker_date(key): key for key in bucket.listing(marker_prefix(prefix, VERIFIED_DIR))}
     uploaded = {marker_date(key) for key in bucket.listing(marker_prefix(prefix, UPLOADED_DIR))}
     staged = {date_named(name) for name in area.children(staging_root)}
     days = days_between(start, stop)
-    wanted = [day for day in days if day in verified]
+    since = start - rule.reach if rule else start
+    wanted = [day for day in days_between(since, stop) if day in verified]
     markers = dict(
         zip(wanted, bucket.map(lambda day: read_marker(bucket, verified[day]), wanted), strict=True)
     )
+    counts = {day: record.events for day, record in markers.items() if record is not None}
+    verdicts = judge(counts, days, rule) if rule else {}
     in_layer = {
         layer.name: {marker_date(key) for key in bucket.listing(marker_prefix(prefix, layer.marker_dir))}
         for layer in layers
@@ -99,6 +113,8 @@ def collect(
                     if record.verified_at
                     else None,
                     layers={name: day in found for name, found in in_layer.items()},
+                    bytes=record.bytes,
+                    volume=verdicts.get(day),
                 )
             )
         elif day in markers or day in uploaded or day in staged:
@@ -113,3 +129,11 @@ def collect(
         else:
             result.append(DayStatus(day, MISSING))
     return result
+
+
+def short_count(count: int) -> str:
+    """A count in at most four characters and a unit: 4.96k, 1.2M."""
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return str(count)

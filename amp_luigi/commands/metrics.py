@@ -82,6 +82,14 @@ class StatusCollector:
                     "last_verified_timestamp_seconds",
                     "When the newest _verified marker of the range was written (its verified_at).",
                 ),
+                (
+                    "volume_anomalies",
+                    "Verified days of the checked range whose events depart from their usual level ([volume]).",
+                ),
+                (
+                    "day_volume_anomaly_ratio",
+                    "Each volume anomaly of the range, by date: its events over the usual level of its weekday.",
+                ),
                 ("range_start_timestamp_seconds", "Start (00:00 UTC) of the first day of the checked range."),
                 ("status_timestamp_seconds", "When this status run read the markers."),
             )
@@ -105,6 +113,11 @@ class StatusCollector:
             for day in verified[-newest_days:] if newest_days > 0 else []:
                 add("day_events", {**labels, "date": day.date.isoformat()}, day.events)
                 add("day_objects", {**labels, "date": day.date.isoformat()}, day.objects)
+            anomalous = [day for day in verified if day.anomalous]
+            add("volume_anomalies", labels, len(anomalous))
+            for day in anomalous:
+                assert day.volume is not None and day.volume.ratio is not None  # anomalous: a level
+                add("day_volume_anomaly_ratio", {**labels, "date": day.date.isoformat()}, day.volume.ratio)
             stamps = [day.verified_at.timestamp() for day in verified if day.verified_at is not None]
             if stamps:
                 add("last_verified_timestamp_seconds", labels, max(stamps))

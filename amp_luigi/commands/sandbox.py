@@ -7,7 +7,10 @@ holding the project's luigi.cfg with a `[project.<name>]` section for each, then
 wrapper exactly as cron would (`luigi --module amp_luigi ExportRange --start ...`, every project)
 for the last few exportable days, prints what landed under each project's prefix (from the verified
 markers), and runs it again to show that every day is skipped without a request to Amplitude. With `--with-scheduler` it also starts `luigid` and
-leaves it running with the visualiser open for inspection until Ctrl-C. Everything is removed at exit.
+leaves it running with the visualiser open for inspection until Ctrl-C. With `--report PATH` it
+writes the HTML report of the range there (`python -m amp_luigi report`); the `web` project's day
+before the newest then has no events, an SDK outage for the report to flag once three weeks of
+history precede it (`--days 42` shows it). Everything else is removed at exit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -77,13 +81,15 @@ class Sandbox:
         return ["--local-scheduler"]
 
     def luigi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self._run([*luigi_command(), *args])
+
+    def amp_luigi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`python -m amp_luigi ...` in the sandbox's deployment."""
+        return self._run([sys.executable, "-m", "amp_luigi", *args])
+
+    def _run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*luigi_command(), *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
+            command, cwd=self.workdir, env=self.env, capture_output=True, text=True, check=False
         )
 
     def verified(self, project: str) -> dict[dt.date, DayRecord]:
@@ -115,7 +121,9 @@ def sandbox(
     latency: float,
     rate_mib: float | None = None,
     moto_process: bool = False,
+    outage: dt.date | None = None,
 ) -> Iterator[Sandbox]:
+    """The services; `outage`: a day without events in the `web` project."""
     try:
         import moto.server  # noqa: F401 - only to say what is missing before anything starts
     except ImportError as error:
@@ -137,7 +145,7 @@ def sandbox(
         emulator = Emulator(
             latency_seconds=latency,
             body_mib_per_second=rate_mib,
-            **_dataset(PROJECTS[0], keys, events_per_hour),
+            **_dataset(PROJECTS[0], keys, events_per_hour, outage),
         )
         for project in PROJECTS[1:]:
             emulator.add_project(**_dataset(project, keys, events_per_hour))
@@ -164,7 +172,10 @@ def sandbox(
 
 
 def _dataset(
-    project: tuple[str, int, int, float], keys: dict[str, tuple[str, str]], events_per_hour: int
+    project: tuple[str, int, int, float],
+    keys: dict[str, tuple[str, str]],
+    events_per_hour: int,
+    outage: dt.date | None = None,
 ) -> dict[str, Any]:
     name, project_id, seed, share = project
     api_key, secret_key = keys[name]
@@ -174,6 +185,7 @@ def _dataset(
         "project_id": project_id,
         "seed": seed,
         "events_per_hour": max(1, int(events_per_hour * share)),
+        "empty_dates": frozenset({outage} if outage else ()),
     }
 
 
@@ -196,8 +208,10 @@ def run(
     events_per_hour: int = 200,
     latency: float = 0.0,
     rate_mib: float | None = None,
+    report: Path | None = None,
 ) -> int:
-    """Run the sandbox and return the exit code: 0 when both runs behaved as the pipeline promises."""
+    """Run the sandbox and return the exit code: 0 when both runs behaved as the pipeline promises
+    (and the report, if asked for, was written)."""
     from amp_luigi.hours import last_available_day
 
     newest = last_available_day(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), 2.0)
@@ -214,8 +228,9 @@ def run(
             events_per_hour=events_per_hour,
             latency=latency,
             rate_mib=rate_mib,
+            outage=newest - dt.timedelta(days=1) if report else None,
         ) as box:
-            return _demo(box, start, newest, wait)
+            return _demo(box, start, newest, wait, report)
     except KeyboardInterrupt:
         print("\nStopped.")
         return 130
@@ -223,7 +238,7 @@ def run(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
+def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool, report: Path | None) -> int:
     # The pid lock lives in the sandbox, so a sandbox never collides with another one or a real run.
     command = [
         *("--module", "amp_luigi", "ExportRange", "--start", start.isoformat()),
@@ -275,6 +290,14 @@ def _demo(box: Sandbox, start: dt.date, newest: dt.date, wait: bool) -> int:
     total = sum(len(days) for days in markers.values())
     ok = second.returncode == 0 and not any(requests.values()) and skipped == total
     print("\nEvery day was skipped without a request to Amplitude." if ok else "\nThe second run did work!")
+    if report is not None:
+        stop = newest + dt.timedelta(days=1)
+        written = box.amp_luigi(
+            "report", "--start", str(start), "--stop", str(stop), "--out", str(report.resolve())
+        )
+        print(f"\nThe report: $ python -m amp_luigi report --start {start} --stop {stop} --out {report}")
+        print("  " + (written.stdout + written.stderr).strip().replace("\n", "\n  "))
+        ok = ok and written.returncode == 0
 
     if box.scheduler:
         print(f"\nluigid is running: open {box.scheduler.visualiser}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -25,20 +26,25 @@ from amp_luigi.commands.days import (
     DayStatus,
     Layer,
     collect,
+    short_count,
 )
 from amp_luigi.hours import last_available_day
+from amp_luigi.projects import Project
+from amp_luigi.volume import VolumeRule
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 CELL = 17
 
 
 def _cell(day: DayStatus) -> str:
-    """`DD events/objects` for a verified day with data, `DD state` for any other."""
+    """`DD events/objects` for a verified day with data, `DD state` for any other; `DD!` when the
+    day is a volume anomaly."""
+    mark = "!" if day.anomalous else " "
     if day.state == DONE:
-        text = f"{day.date.day:02d} {_short(day.events)}/{day.objects}"
+        text = f"{day.date.day:02d}{mark}{short_count(day.events)}/{day.objects}"
         text += "".join(f" {layer.mark}" for layer in (PARQUET, ICEBERG) if day.layers.get(layer.name))
     else:
-        text = f"{day.date.day:02d} {day.state}"
+        text = f"{day.date.day:02d}{mark}{day.state}"
     return text[: CELL - 1].ljust(CELL)
 
 
@@ -47,14 +53,9 @@ def shown_layers(parquet: bool, iceberg: bool) -> tuple[Layer, ...]:
     return tuple(layer for layer, enabled in ((PARQUET, parquet), (ICEBERG, iceberg)) if enabled)
 
 
-def _short(count: int) -> str:
-    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
-        if count >= size:
-            return f"{count / size:.3g}{unit}"
-    return str(count)
-
-
-def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRange") -> None:
+def render(
+    days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRange", rule: VolumeRule | None = None
+) -> None:
     """A calendar: one row per week (Monday first), one cell per day: `DD events/objects` or a state.
 
     `fill` is the command that fills the gaps (`ExportRange --project web` for a named project)."""
@@ -62,7 +63,8 @@ def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRa
         print(f"{where}: no days in the range", file=out)
         return
     first, last = days[0].date, days[-1].date
-    print(f"{where}  {first} .. {last} ({len(days)} days; done cells show events/objects)", file=out)
+    shown = "done cells show events/objects, ! a volume anomaly" if rule else "done cells show events/objects"
+    print(f"{where}  {first} .. {last} ({len(days)} days; {shown})", file=out)
     print(" " * 12 + "".join(name.ljust(CELL) for name in WEEKDAYS).rstrip(), file=out)
     by_date = {day.date: day for day in days}
     monday = first - dt.timedelta(days=first.weekday())
@@ -95,6 +97,9 @@ def render(days: list[DayStatus], where: str, out: TextIO, fill: str = "ExportRa
     missing = [day.date for day in days if day.state == MISSING]
     if missing:
         print(f"  missing: {_ranges(missing)}; `{fill} --start {missing[0]}` fills them", file=out)
+    for day in days:
+        if rule and day.volume and day.volume.anomalous:
+            print(f"  {day.date} volume anomaly: {day.volume.explain(rule)}", file=out)
 
 
 def _ranges(dates: list[dt.date]) -> str:
@@ -107,46 +112,75 @@ def _ranges(dates: list[dt.date]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
 
 
+@dataclass(frozen=True)
+class Survey:
+    """One project's days as `status`, its metrics and the report read them."""
+
+    settings: Project
+    labels: dict[str, str]  # the project's labels in the metrics
+    layers: tuple[Layer, ...]
+    days: list[DayStatus]
+
+
+def survey(
+    start: dt.date, stop: dt.date, project: str | None, now: dt.datetime
+) -> tuple[list[Survey], VolumeRule]:
+    """Every project's days of [start, stop) (`project` alone when given), judged by the volume rule;
+    `now` is naive UTC."""
+    from amp_luigi import projects
+    from amp_luigi.settings import amplitude, iceberg, parquet, volume
+
+    chosen = projects.each(project)
+    newest = last_available_day(now, amplitude().availability_lag_hours)
+    rule = volume().rule()
+    layers = shown_layers(parquet().enabled, iceberg().enabled)
+    found = []
+    for settings in chosen:
+        bucket = settings.open_bucket()
+        days = collect(
+            bucket,
+            settings.prefix,
+            settings.staging_root,
+            start,
+            stop,
+            newest,
+            layers,
+            settings.staging,
+            rule,
+        )
+        named = {"project": settings.name} if settings.name else {}
+        found.append(
+            Survey(settings, {"bucket": bucket.name, "prefix": settings.prefix, **named}, layers, days)
+        )
+    return found, rule
+
+
 def main(
     start: dt.date,
     stop: dt.date | None = None,
     *,
     project: str | None = None,
     check: bool = False,
+    fail_on_anomaly: bool = False,
     metrics_file: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Print one calendar per project (`project` alone when given); with `check`, exit 1 when a day
-    in the range is missing or failed.
+    in the range is missing or failed, with `fail_on_anomaly` when one is a volume anomaly.
 
     With `metrics_file`, also write the Prometheus metrics there (atomically), one target per
     project; `-` prints them instead of the calendars.
     """
-    from amp_luigi import projects
-    from amp_luigi.settings import amplitude, iceberg, parquet
-
     now_utc = dt.datetime.now(dt.timezone.utc)
-    now = now_utc.replace(tzinfo=None)
-    stop = stop or now.date()
+    stop = stop or now_utc.date()
     if stop <= start:
         print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
         return 2
-    chosen = projects.each(project)
-    newest = last_available_day(now, amplitude().availability_lag_hours)
-    calendars = []
-    for settings in chosen:
-        bucket = settings.open_bucket()
-        layers = shown_layers(parquet().enabled, iceberg().enabled)
-        days = collect(
-            bucket, settings.prefix, settings.staging_root, start, stop, newest, layers, settings.staging
-        )
-        named = {"project": settings.name} if settings.name else {}
-        labels = {"bucket": bucket.name, "prefix": settings.prefix, **named}
-        calendars.append((settings, labels, days))
+    calendars, rule = survey(start, stop, project, now_utc.replace(tzinfo=None))
     if metrics_file is not None:
         from amp_luigi.commands import metrics
 
-        targets = [metrics.Target(labels, days) for _, labels, days in calendars]
+        targets = [metrics.Target(each.labels, each.days) for each in calendars]
         if metrics_file == "-":
             out.write(metrics.render(targets, now_utc))
         else:
@@ -156,9 +190,12 @@ def main(
                 print(f"--metrics-file {metrics_file}: {error.strerror or error}", file=sys.stderr)
                 return 2
     if metrics_file != "-":
-        for index, (settings, _, days) in enumerate(calendars):
-            fill = f"ExportRange --project {settings.name}" if settings.name else "ExportRange"
+        for index, each in enumerate(calendars):
+            name = each.settings.name
+            fill = f"ExportRange --project {name}" if name else "ExportRange"
             print("\n" * bool(index), end="", file=out)
-            render(days, settings.where(), out, fill)
-    every = [day for _, _, days in calendars for day in days]
-    return 1 if check and any(day.state in (MISSING, FAILED) for day in every) else 0
+            render(each.days, each.settings.where(), out, fill, rule)
+    every = [day for each in calendars for day in each.days]
+    gaps = check and any(day.state in (MISSING, FAILED) for day in every)
+    anomalies = fail_on_anomaly and any(day.anomalous for day in every)
+    return 1 if gaps or anomalies else 0

@@ -23,6 +23,7 @@ from amp_luigi.commands.days import (
 from amp_luigi.records import DayRecord, ExpectedObject, write_marker
 from amp_luigi.s3 import Bucket
 from amp_luigi.testing.local import s3_client
+from amp_luigi.volume import Verdict, VolumeRule
 from tests.conftest import MOCK_BUCKET, Workspace
 from tests.expect import setup_days
 
@@ -152,3 +153,40 @@ def test_an_empty_verified_day_is_empty_not_missing(bucket: Bucket, tmp_path: Pa
         bucket, "p", tmp_path, dt.date(2024, 3, 1), dt.date(2024, 3, 2), newest=dt.date(2024, 3, 1)
     )
     assert (day.state, day.events) == (EMPTY, 0)
+
+
+def test_with_the_volume_rule_the_weeks_before_are_read_and_each_verified_day_judged(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """Four Fridays of 2 objects (10 events) before 2024-03-01, then one of 1: half is not below half."""
+    for day in ("2024-02-02", "2024-02-09", "2024-02-16", "2024-02-23", "2024-02-22"):
+        verified(bucket, day, 2)
+    verified(bucket, "2024-03-01", 1)
+    verified(bucket, "2024-03-02", 3)  # a Saturday without history
+    client = CountingClient(bucket.client)
+    counted = Bucket(client, MOCK_BUCKET, threads=2)
+    days = collect(
+        counted,
+        "p",
+        tmp_path,
+        dt.date(2024, 3, 1),
+        dt.date(2024, 3, 3),
+        dt.date(2024, 3, 5),
+        rule=VolumeRule(),
+    )
+    assert [day.date.day for day in days] == [1, 2]  # the history is read, not shown
+    friday, saturday = days
+    assert friday.volume == Verdict(5, 10.0, 4) and not friday.anomalous and friday.bytes == 10
+    assert saturday.volume == Verdict(15, None, 0)
+    assert client.calls.count("get_object") == 7  # the two days and every verified day of 4 weeks before
+    assert not any(call.startswith("head") for call in client.calls)
+    tighter = collect(
+        bucket,
+        "p",
+        tmp_path,
+        dt.date(2024, 3, 1),
+        dt.date(2024, 3, 2),
+        dt.date(2024, 3, 5),
+        rule=VolumeRule(low=0.6),
+    )
+    assert tighter[0].anomalous

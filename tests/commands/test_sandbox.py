@@ -8,9 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from amp_luigi.commands import report
+from amp_luigi.testing.browser import read_png
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e  # the sandbox starts the emulator and a moto server
@@ -90,3 +93,32 @@ def test_sandbox_with_scheduler_prints_the_visualiser_and_stops_on_ctrl_c() -> N
         pass
     else:
         raise AssertionError("luigid still answers after the sandbox stopped")
+
+
+def test_sandbox_writes_the_report_of_its_range_with_the_web_projects_outage(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    process = sandbox("--days", "2", "--report", str(page))
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert re.search(rf"wrote {page}: 2 project\(s\), 0 volume anomalies", output), output  # no history yet
+    text = page.read_text()
+    sections = text.split("<section>")[1:]
+    assert [re.search(r"<h2>project (\w+),", section)[1] for section in sections] == ["ios", "web"]  # type: ignore[index]
+    ios, web = sections
+    assert 'data-state="empty"' in web and 'data-state="empty"' not in ios  # the web project's outage
+    assert "no verdict: 0 of the 4 weeks before verified, 3 needed" in web
+
+
+def test_the_readme_picture_is_a_report_as_chromium_draws_it() -> None:
+    """docs/report.png (made by `sandbox --days 42 --report`, README): the report's colours, its legend,
+    the outage ringed as an anomaly."""
+    readme = (REPO / "README.md").read_text()
+    assert "](docs/report.png)" in readme and "sandbox --days 42 --report report.html" in readme
+    image = read_png(REPO / "docs" / "report.png")
+    for colour in (*report.SCALE, report.FILLS["FAILED"], report.FILLS["missing"]):
+        red, green, blue = (int(colour[n : n + 2], 16) for n in (1, 3, 5))
+        swatches = image.regions((red, green, blue))
+        assert any(box[2] - box[0] + 1 == report.SWATCH for box in swatches), colour  # the legend's
+    ring = (0xFF, 0x7F, 0x0E)
+    rings = [box for box in image.regions(ring) if box[2] - box[0] + 1 > report.CELL]
+    assert len(rings) == 1, "the web project's outage, ringed in its heatmap"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.conftest import SECRETS, Workspace
-from tests.expect import setup_days
+from tests.expect import ANOMALOUS, WEEKS_START, WEEKS_STOP, setup_days, setup_weeks
 
 
 def test_status_command_prints_a_calendar(workspace: Workspace) -> None:
@@ -40,3 +41,32 @@ def test_status_names_a_missing_setting(workspace: Workspace, tmp_path: Path) ->
     run = workspace.amp_luigi("status", "--start", "2024-03-01", env={"AWS_BUCKET_NAME": ""})
     assert run.returncode == 2
     assert "AWS_BUCKET_NAME" in run.stderr
+
+
+def test_a_volume_anomaly_is_marked_named_and_can_fail_the_check(workspace: Workspace) -> None:
+    """One rule (amp_luigi.volume) for the calendar's mark, --fail-on-anomaly and the metrics."""
+    setup_weeks(workspace)
+    window = ("--start", str(WEEKS_START), "--stop", str(WEEKS_STOP))
+    run = workspace.amp_luigi("status", *window)
+    assert run.returncode == 0, run.stderr
+    week = next(line for line in run.stdout.splitlines() if line.startswith("2024-03-04 "))
+    assert "06!200/4" in week and "05 1.1k/4" in week  # the anomalous Wednesday, the Tuesday before
+    assert (
+        f"{ANOMALOUS} volume anomaly: 200 events, 0.19x the usual 1,050 (below the 0.5x-2x band; median of "
+        "the same weekday over 4 week(s))" in run.stdout
+    )
+    assert "! a volume anomaly" in run.stdout.splitlines()[0]
+    assert run.stdout.count("volume anomaly:") == 1
+    assert workspace.amp_luigi("status", *window, "--fail-on-anomaly").returncode == 1
+    # The band is a setting: at 0.1x the day passes.
+    workspace.configure("volume", low=0.1)
+    assert workspace.amp_luigi("status", *window, "--fail-on-anomaly").returncode == 0
+    workspace.configure("volume", low=0.5)
+    metrics = workspace.amp_luigi("status", *window, "--metrics-file", "-").stdout
+    assert 'amp_luigi_volume_anomalies{bucket="' in metrics and re.search(
+        r"amp_luigi_volume_anomalies\{[^}]*\} 1\.0", metrics
+    )
+    ratio = re.search(
+        rf'amp_luigi_day_volume_anomaly_ratio\{{[^}}]*date="{ANOMALOUS}"[^}}]*\}} (\S+)', metrics
+    )
+    assert ratio and abs(float(ratio[1]) - 200 / 1050) < 1e-9
