@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from amp_luigi.commands import report
+from amp_luigi.commands.days import DONE, EMPTY, ICEBERG, NOT_YET, PARQUET, DayStatus
 from amp_luigi.testing.browser import read_png, screenshot
+from amp_luigi.volume import VolumeRule
 from tests.conftest import SECRETS, Workspace
 from tests.expect import (
     ANOMALOUS,
@@ -127,3 +129,34 @@ def test_the_report_goes_to_s3_as_one_html_object(workspace: Workspace, tmp_path
     assert body.startswith("<!doctype html>") and f'data-date="{FAILED_DAY}"' in body
     bad = workspace.amp_luigi("report", "--start", str(WEEKS_START), "--out", f"s3://{workspace.bucket}")
     assert bad.returncode == 2 and "name the object" in bad.stderr
+
+
+def test_every_kind_of_day_has_its_own_mark_and_words_and_the_layers_their_column() -> None:
+    """render() alone: the states a workspace cannot make cheaply (not yet exportable, empty) and
+    the query layers' columns."""
+    rule = VolumeRule()
+    first = dt.date(2024, 3, 4)
+    days = [
+        DayStatus(first, DONE, 1_000, 4, bytes=3 * 1024 * 1024, layers={"Parquet": True, "Iceberg": False}),
+        DayStatus(first + dt.timedelta(days=1), EMPTY, layers={"Parquet": True, "Iceberg": True}),
+        DayStatus(first + dt.timedelta(days=2), NOT_YET),
+    ]
+    page = report.render(
+        [report.ProjectReport("s3://b/p/", days, (PARQUET, ICEBERG))], rule, first, first + dt.timedelta(days=3),
+        dt.datetime(2024, 3, 6, 12, 0),
+    )  # fmt: skip
+    empty, not_yet = cell(page, days[1].date), cell(page, days[2].date)
+    assert (
+        f'fill="{report.FILLS[EMPTY]}" stroke="{report.OUTLINE}"' in empty and "verified, no events" in empty
+    )
+    assert (
+        'stroke-dasharray="3 2"' in not_yet
+        and "not yet exportable: Amplitude does not have all of it" in not_yet
+    )
+    assert "Freshness: the newest verified day is 2024-03-05, 1 day(s) old." in page
+    header = re.search(r"<table class='days'><tr>(.*?)</tr>", page, re.S)
+    assert header and re.findall(r"<th>(.*?)</th>", header[1]) == [
+        "day", "weekday", "state", "events", "objects", "size", "Parquet", "Iceberg", "volume",
+    ]  # fmt: skip
+    assert '<td class="n">3.0 MiB</td><td class="Parquet">yes</td><td class="Iceberg">no</td>' in page
+    assert "1 done, 1 empty, 0 missing, 0 FAILED, 1 not yet, 0 anomalous" in page
