@@ -84,11 +84,11 @@ class StatusCollector:
                 ),
                 (
                     "volume_anomalies",
-                    "Verified days of the checked range whose events depart from their usual level ([volume]).",
+                    f"Volume anomalies among the {newest_days} newest verified days: events far from their usual level ([volume]).",
                 ),
                 (
                     "day_volume_anomaly_ratio",
-                    "Each volume anomaly of the range, by date: its events over the usual level of its weekday.",
+                    f"Each volume anomaly among the {newest_days} newest verified days, by date: its events over the usual level of its weekday.",
                 ),
                 ("range_start_timestamp_seconds", "Start (00:00 UTC) of the first day of the checked range."),
                 ("status_timestamp_seconds", "When this status run read the markers."),
@@ -113,7 +113,8 @@ class StatusCollector:
             for day in verified[-newest_days:] if newest_days > 0 else []:
                 add("day_events", {**labels, "date": day.date.isoformat()}, day.events)
                 add("day_objects", {**labels, "date": day.date.isoformat()}, day.objects)
-            anomalous = [day for day in verified if day.anomalous]
+            # The newest days only, as day_events: an alert on the count must clear once the week has passed.
+            anomalous = [day for day in (verified[-newest_days:] if newest_days > 0 else []) if day.anomalous]
             add("volume_anomalies", labels, len(anomalous))
             for day in anomalous:
                 assert day.volume is not None and day.volume.ratio is not None  # anomalous: a level

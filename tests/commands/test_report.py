@@ -57,6 +57,8 @@ def cell(text: str, day: dt.date) -> str:
 def test_the_page_names_every_kind_of_day_and_needs_nothing_from_the_network(page: Path) -> None:
     text = page.read_text()
     assert not re.search(r"<script|<link|<img|@import|url\(|https?://", text), "self-contained"
+    for secret in SECRETS:
+        assert secret not in text
     assert 'data-state="FAILED"' in cell(text, FAILED_DAY)
     assert "failed (or running now): an _uploaded marker without a _verified one" in cell(text, FAILED_DAY)
     assert 'data-state="missing"' in cell(text, MISSING_DAY) and "missing: not exported yet" in text

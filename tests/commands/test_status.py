@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -62,10 +63,12 @@ def test_a_volume_anomaly_is_marked_named_and_can_fail_the_check(workspace: Work
     workspace.configure("volume", low=0.1)
     assert workspace.amp_luigi("status", *window, "--fail-on-anomaly").returncode == 0
     workspace.configure("volume", low=0.5)
-    metrics = workspace.amp_luigi("status", *window, "--metrics-file", "-").stdout
-    assert 'amp_luigi_volume_anomalies{bucket="' in metrics and re.search(
-        r"amp_luigi_volume_anomalies\{[^}]*\} 1\.0", metrics
-    )
+    # The metrics count the anomalies of the 7 newest verified days: the week after it, and then not.
+    week_after = ("--start", str(WEEKS_START), "--stop", str(ANOMALOUS + dt.timedelta(days=4)))
+    metrics = workspace.amp_luigi("status", *week_after, "--metrics-file", "-").stdout
+    assert re.search(r"amp_luigi_volume_anomalies\{[^}]*\} 1\.0", metrics), metrics
+    later = workspace.amp_luigi("status", *window, "--metrics-file", "-").stdout
+    assert re.search(r"amp_luigi_volume_anomalies\{[^}]*\} 0\.0", later) and "anomaly_ratio{" not in later
     ratio = re.search(
         rf'amp_luigi_day_volume_anomaly_ratio\{{[^}}]*date="{ANOMALOUS}"[^}}]*\}} (\S+)', metrics
     )
