@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, Layer, short_count
-from amp_luigi.commands.status import survey
+from amp_luigi.commands.status import WEEKDAYS, survey
 from amp_luigi.proof import digest
 from amp_luigi.staging_area import LOCAL
 from amp_luigi.validation import Setting, s3_location
@@ -39,7 +39,6 @@ FILLS = {EMPTY: "#ffffff", MISSING: "#d9d9d9", FAILED: "#d62728", NOT_YET: "#f7f
 ANOMALY = "#ff7f0e"  # the ring around an anomalous day, whatever its fill
 OUTLINE = "#969696"  # the thin border of the light states, so they show on white
 SWATCH = 12
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 STYLE = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 24px; }
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 28px 0 4px; }
@@ -112,11 +111,12 @@ def _project(project: ProjectReport, rule: VolumeRule, now: dt.datetime) -> Iter
         "events",
         "objects",
         "size",
-        *(layer.name for layer in project.layers),
+        *(each.name for each in project.layers),
     ]
-    yield "".join(f"<th>{html.escape(column)}</th>" for column in [*columns, "volume"]) + "</tr>"
+    columns.append("volume")
+    yield "".join(f"<th>{html.escape(column)}</th>" for column in columns) + "</tr>"
     for day in days:
-        yield _row(day, [*columns, "volume"], rule, project.layers)
+        yield _row(day, columns, rule, project.layers)
     yield "</table></details></section>"
 
 
