@@ -253,7 +253,7 @@ class MarkerDay(DayTask):
 
 
 class ExportDay(DayTask):
-    """Downloads the day from Amplitude into the staging directory.
+    """Downloads the day from Amplitude into the project's staging area (this host's disk, or S3).
 
     Input: none. Output: `export/parts.json`, listing one zip per hour range (a range Amplitude found
     too large is split, down to single hours; a range without data has no zip). Complete when that

@@ -1,11 +1,11 @@
-"""Each day's state, read from the S3 markers and the staging directory: what `status` draws as a
+"""Each day's state, read from the S3 markers and the staging area: what `status` draws as a
 calendar and `--metrics-file` writes as Prometheus gauges, in one bounded set of requests.
 
 One listing of `_verified/` and one of `_uploaded/` (1,000 keys a page), then one GET per verified
 day in the range for its counts, several at a time (and, for the volume rule, per verified day of
-the weeks it looks back on); one more listing per query layer shown. Data
-objects are never listed. The staging directory is looked at too, since a day that failed before
-its upload left nothing in S3.
+the weeks it looks back on); one more listing per query layer shown. Data objects are never
+listed. The staging area (this host's disk, or S3's prefix) is looked at too, since a day that
+failed before its upload left nothing else.
 """
 
 from __future__ import annotations
