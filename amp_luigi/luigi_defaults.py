@@ -11,6 +11,7 @@ the same default (amp_luigi.projects).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
 def export_resource(project: str) -> str:
     """The Luigi resource capping a project's concurrent exports ('' = the unnamed project's)."""
     return f"{EXPORT_RESOURCE}_{project}" if project else EXPORT_RESOURCE
+
+
+def export_resources(project: str, days: Iterable[dt.date]) -> dict[str, int]:
+    """What a task that downloads `days` takes from the scheduler: one of the project's export cap,
+    and each day's own resource (capacity 1, as every resource luigid has no figure for), so no
+    two downloads of one day run at once on any host; the later one then finds the day done."""
+    return {
+        export_resource(project): 1,
+        **{"_".join(filter(None, ("amp_export", project, str(day)))): 1 for day in days},
+    }
 
 
 def export_cap(config: Any, project: str) -> int:

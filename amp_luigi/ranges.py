@@ -51,7 +51,7 @@ from amp_luigi.errors import FatalError, StaleStateError
 from amp_luigi.export import check_exportable, export_window, known_near, locked_days
 from amp_luigi.hours import days_between, exportable_days
 from amp_luigi.layout import WINDOWS_DIR, window_days, window_dir, window_record
-from amp_luigi.luigi_defaults import export_resource
+from amp_luigi.luigi_defaults import export_resources
 from amp_luigi.progress import Progress
 from amp_luigi.projects import names, project
 from amp_luigi.records import WindowRecord
@@ -72,6 +72,9 @@ from amp_luigi.tasks import (
 from amp_luigi.windows import BATCH_DAYS, Window, consecutive, in_batches, plan, wave
 
 logger = logging.getLogger(__name__)
+# When this process started: an ExportRange's default `now`, so every range this process makes
+# (and every clone of it) shares one, and it travels with the range's parameters.
+PROCESS_STARTED = int(time.time())
 
 
 def missing_days(daily: type[DayTask], params: Mapping[str, Any], days: list[dt.date]) -> list[DayTask]:
@@ -107,7 +110,10 @@ class ExportWindow(ProjectTask):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        return {export_resource(self.project): 1}
+        # The export cap, and each of its days': a window planned again while an earlier one over
+        # the same days still runs (on another host, whose locks are its own) waits, then finds
+        # them exported.
+        return export_resources(self.project, self.days())
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -282,6 +288,13 @@ class DayBatch(ProjectTask):
                 area.remove_tree(folder / name)
 
 
+class OptionalDateParameter(luigi.parameter.OptionalParameterMixin[dt.date], luigi.DateParameter):  # type: ignore[misc]
+    """A date or None, None written as '' (RangeDaily's DateParameter writes "None", which it cannot
+    read back)."""
+
+    expected_type = dt.date
+
+
 class ExportRange(ProjectTask, RangeDaily):
     """Every missing day from --start (inclusive) to --stop (exclusive; default: all exportable days),
     and with --refresh-days N the newest N complete days of the range again.
@@ -295,6 +308,21 @@ class ExportRange(ProjectTask, RangeDaily):
         default=VerifyDay,
         description="The daily task to fill in: VerifyDay, ParquetDay for the Parquet layer too, or "
         "IcebergDay for the Iceberg table ([parquet] or [iceberg] enabled = true makes it the default).",
+    )
+    # RangeDaily's optional parameters, declared so that None goes to the scheduler as '' and comes
+    # back as None: a worker that did not schedule the range (an assistant, on another host) builds
+    # it from the scheduler's text, which Luigi's own "None" breaks (ValueError, exit 40).
+    start = OptionalDateParameter(default=None, description="The first day, inclusive.")
+    stop = OptionalDateParameter(
+        default=None, description="The day after the last one (default: all exportable)."
+    )
+    now = luigi.OptionalIntParameter(  # type: ignore[assignment]  # luigi's stubs: RangeBase's default None
+        default=PROCESS_STARTED,
+        description="The run's start, in seconds since the epoch (default: when this process started): the "
+        "moment --refresh-days re-exports as of, the same on every host that runs the range.",
+    )
+    param_name = luigi.OptionalParameter(
+        default=None, positional=False, description="Ignored: the daily task takes `date`."
     )
     days_back = luigi.IntParameter(default=0, description="Ignored: --start is never clipped.")
     task_limit = luigi.IntParameter(default=100_000, description="At most this many days per run.")
@@ -333,7 +361,9 @@ class ExportRange(ProjectTask, RangeDaily):
 
     @functools.cached_property
     def started(self) -> dt.datetime:
-        """The run's start (naive UTC, whole seconds): the `as_of` of its refreshes, fixed per process."""
+        """The run's start (naive UTC, whole seconds), `now`: the `as_of` of its refreshes. A
+        parameter, not this process's clock: an assistant on another host that runs the range
+        rebuilds it from luigid's text, and must not take the days just exported for days to refresh."""
         return dt.datetime.fromtimestamp(
             time.time() if self.now is None else self.now, tz=dt.timezone.utc
         ).replace(tzinfo=None, microsecond=0)

@@ -45,7 +45,7 @@ from amp_luigi.layout import (
     marker_date,
     marker_prefix,
 )
-from amp_luigi.luigi_defaults import export_resource
+from amp_luigi.luigi_defaults import export_resources
 from amp_luigi.progress import Progress, mib
 from amp_luigi.projects import Project, checked, project
 from amp_luigi.query.catalog import open_table, table_of
@@ -264,8 +264,9 @@ class ExportDay(DayTask):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        # Amplitude allows ~5 concurrent requests per project: one cap per project ([resources]).
-        return {export_resource(self.project): 1}
+        # Amplitude allows ~5 concurrent requests per project: one cap per project ([resources]);
+        # and the day's own, so that on several hosts no window downloads it at the same time.
+        return export_resources(self.project, [self.date])
 
     @property
     def priority(self) -> int:  # type: ignore[override]

@@ -40,7 +40,7 @@ def test_the_unnamed_project_keeps_its_task_ids_names_keys_and_staging(configure
     )
     assert repr(VerifyDay(DAY)) == "VerifyDay(date=2024-03-01)"
     assert VerifyDay(DAY).to_str_params() == {"date": "2024-03-01"}
-    assert ExportDay(DAY).resources == {"amplitude_export": 1}
+    assert ExportDay(DAY).resources == {"amplitude_export": 1, "amp_export_2024-03-01": 1}
     layout = VerifyDay(DAY).layout()
     assert layout.verified_key == "python_import/_verified/2024-03-01.json"
     assert layout.data_prefix == "python_import/2024-03-01/"
@@ -65,7 +65,10 @@ def test_a_named_project_defaults_under_the_shared_prefix_and_staging(
     assert task.task_id != VerifyDay(DAY).task_id and "_web_" in task.task_id
     assert repr(task) == "VerifyDay(date=2024-03-01, project=web)"
     assert task.requires().requires() == ExtractDay(DAY, project="web")
-    assert ExportDay(DAY, project="web").resources == {"amplitude_export_web": 1}
+    assert ExportDay(DAY, project="web").resources == {
+        "amplitude_export_web": 1,
+        "amp_export_web_2024-03-01": 1,
+    }
     assert task.layout().verified_key == "python_import/web/_verified/2024-03-01.json"
     assert task.layout().day_dir == web.staging_root / "2024-03-01"
     assert credentials("web") == ("web-key", "web-secret")

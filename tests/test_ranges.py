@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from luigi.execution_summary import LuigiStatusCode
+from luigi.task_register import load_task
 
 from amp_luigi.emulator import Emulator
 from amp_luigi.hours import HourRange, last_available_day
 from amp_luigi.ranges import DayBatch, ExportRange, ExportWindow
 from amp_luigi.records import ExportedRange, ExportIndex
-from amp_luigi.tasks import ExportDay, VerifyDay
+from amp_luigi.tasks import ExportDay, ExtractDay, IcebergDay, ParquetDay, RefreshDay, UploadDay, VerifyDay
 from tests.conftest import DAY, Workspace
 from tests.test_tasks import PREFIX, build, data_keys, expected_keys, mark_verified, s3_calls
 
@@ -153,3 +155,26 @@ def test_a_short_range_hands_the_scheduler_one_batch(in_process: Workspace) -> N
     wrapper = ExportRange(start=DAY, stop=DAY + dt.timedelta(days=2), now=at(DAY + dt.timedelta(days=2), 12))
     assert wrapper.deps() == [DayBatch(of=VerifyDay, start=DAY, stop=DAY + dt.timedelta(days=2))]
     assert wrapper.requires() == [VerifyDay(DAY), VerifyDay(DAY + dt.timedelta(days=1))]
+
+
+@pytest.mark.parametrize("project", ["", "web"])
+def test_every_task_luigid_may_hand_another_host_is_rebuilt_from_its_text(project: str) -> None:
+    """An assistant (a worker service on another host) builds each task it is handed from the
+    scheduler's text alone: every one of ours must come back the same task, None parameters too."""
+    named = {"project": project} if project else {}
+    tasks = [
+        ExportRange(start=DAY, **named),
+        ExportRange(start=DAY, stop=DAY + dt.timedelta(days=9), refresh_days=2, **named),
+        DayBatch(of=VerifyDay, start=DAY, stop=DAY + dt.timedelta(days=3), **named),
+        DayBatch(of=IcebergDay, of_params={}, start=DAY, stop=DAY + dt.timedelta(days=1), **named),
+        ExportWindow(DAY, DAY + dt.timedelta(days=2), **named),
+        ExportWindow(DAY, DAY, hours_each=6, **named),
+        RefreshDay(DAY, as_of=dt.datetime(2024, 3, 5, 2, 30), **named),
+        *(
+            kind(DAY, **named)
+            for kind in (ExportDay, ExtractDay, UploadDay, VerifyDay, ParquetDay, IcebergDay)
+        ),
+    ]
+    for task in tasks:
+        rebuilt = load_task(task.task_module, task.get_task_family(), task.to_str_params())
+        assert rebuilt == task and rebuilt.task_id == task.task_id, task

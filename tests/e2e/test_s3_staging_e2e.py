@@ -13,6 +13,7 @@ import configparser
 import datetime as dt
 import gzip
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -300,3 +301,64 @@ def test_two_hosts_without_a_shared_disk_share_a_backfill_on_one_luigid(
     assert stages["host-a"] | stages["host-b"] >= day_stages
     for name in ("host-a", "host-b"):
         assert only_locks(tmp_path / name / "data")
+
+
+def test_a_host_killed_mid_stage_is_replaced_by_the_other_host_on_the_same_luigid(
+    workspace: Workspace, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Host A's UploadDay frozen, then A SIGKILLed; luigid drops A ([scheduler]
+    worker_disconnect_delay), offers the task again (retry_delay) and host B's worker service runs it
+    from what A left in S3 staging: the day exact, downloaded once."""
+    stage_in_s3(workspace)
+    config = tmp_path / "luigid.cfg"
+    config.write_text(
+        (REPO / "luigi.cfg").read_text()
+        + "\n[scheduler]\nworker_disconnect_delay = 2\nretry_delay = 1\nprune_on_get_work = true\n"
+    )
+    stop = str(DAY + dt.timedelta(days=1))
+    the_day = {"--start": str(DAY), "--stop": stop}
+    with Luigid(tmp_path / "luigid", env={**clean_environment(), "LUIGI_CONFIG_PATH": str(config)}) as luigid:
+        scheduler = {"--scheduler-host": "127.0.0.1", "--scheduler-port": str(luigid.port)}
+        signals = tmp_path / "signals"
+        signals.mkdir()
+        timer = unit_command("amp-luigi.service", {**the_day, **scheduler}, dropped=("--local-scheduler",))
+        timer[timer.index("amp_luigi")] = "tests.luigi_hooks"  # host A freezes at its first UploadDay
+        a_env = {**workspace.env, **host(tmp_path, "host-a"), "AMP_TEST_SIGNAL_DIR": str(signals)}
+        a_env["AMP_TEST_PAUSE"] = "start:UploadDay:1"
+        host_a = subprocess.Popen(
+            [*timer, "--lock-pid-dir", str(tmp_path / "locks-a")],
+            cwd=workspace.path,
+            env=a_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its worker and task processes die with it
+        )
+        host_b = None
+        try:
+            poll(lambda: (signals / "start_UploadDay").exists(), "host A's UploadDay", host_a)
+            assert f"{DAY_STAGING}manifest.json" in workspace.keys(DAY_STAGING)
+            os.killpg(host_a.pid, signal.SIGKILL)
+            host_a.wait()
+            service = unit_command("amp-luigi-worker.service", {**the_day, **scheduler})
+            host_b = subprocess.Popen(
+                [*service, "--lock-pid-dir", str(tmp_path / "locks-b")],
+                cwd=workspace.path,
+                env={**workspace.env, **host(tmp_path, "host-b")},
+                stdout=(tmp_path / "host-b.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            # The range done: the day verified, and its batch has forgotten its window's record.
+            poll(lambda: ranges_done(luigid), "host B to end the range", host_b)
+        finally:
+            for process in (host_a, host_b):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert_days_exact(workspace, emulator)
+    assert day_requests(emulator) == 1, "host B uploaded what host A had extracted into S3"
+    assert only_locks(tmp_path / "host-b" / "data")
+
+
+def ranges_done(luigid: Luigid) -> bool:
+    done = luigid.api("task_list", status="DONE", upstream_status="", search="ExportRange")
+    return any(task["name"] == "ExportRange" for task in done.values())
