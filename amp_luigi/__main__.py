@@ -9,6 +9,18 @@ import sys
 from pathlib import Path
 
 
+def add_days_arguments(command: argparse.ArgumentParser, stop_default: str) -> None:
+    """--start, --stop and --project, as every command over a range of days takes them."""
+    command.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    command.add_argument(
+        "--stop", type=dt.date.fromisoformat, help=f"day after the last one (default: {stop_default})"
+    )
+    command.add_argument(
+        "--project",
+        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amp_luigi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Reads the bucket configured in luigi.cfg / the environment (as the luigi command "
         "does) and shows each day of [--start, --stop) as a calendar.",
     )
-    status.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
-    status.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
-    status.add_argument(
-        "--project",
-        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
-    )
+    add_days_arguments(status, "today")
 
     status.add_argument(
         "--check", action="store_true", help="exit 1 when a day in the range is missing or failed"
@@ -73,12 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "(no script or font from the network): per project a heatmap of events per day, the days "
         "missing, failed, empty, not yet exportable and anomalous, freshness, and every day's figures.",
     )
-    report.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
-    report.add_argument("--stop", type=dt.date.fromisoformat, help="day after the last one (default: today)")
-    report.add_argument(
-        "--project",
-        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
-    )
+    add_days_arguments(report, "today")
     report.add_argument(
         "--out", required=True, metavar="PATH", help="the HTML file to write, or s3://bucket/key.html"
     )
@@ -90,14 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "that are missing, the windows the run would request (days and estimated size), the peak staging "
         "disk, and how long Amplitude's side takes at --latency seconds a request.",
     )
-    plan.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
-    plan.add_argument(
-        "--stop", type=dt.date.fromisoformat, help="day after the last one (default: every day)"
-    )
-    plan.add_argument(
-        "--project",
-        help="only this project ([project.<name>] in luigi.cfg); default: every project luigi.cfg names",
-    )
+    add_days_arguments(plan, "every day")
     plan.add_argument(
         "--latency", type=float, default=60.0, help="seconds Amplitude takes before a first byte (default 60)"
     )

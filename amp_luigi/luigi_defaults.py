@@ -45,10 +45,13 @@ def export_resources(project: str, days: Iterable[dt.date]) -> dict[str, int]:
     """What a task that downloads `days` takes from the scheduler: one of the project's export cap,
     and each day's own resource (capacity 1, as every resource luigid has no figure for), so no
     two downloads of one day run at once on any host; the later one then finds the day done."""
-    return {
-        export_resource(project): 1,
-        **{"_".join(filter(None, ("amp_export", project, str(day)))): 1 for day in days},
-    }
+    return {export_resource(project): 1, **{day_resource("amp_export", project, day): 1 for day in days}}
+
+
+def day_resource(kind: str, project: str, day: dt.date) -> str:
+    """A Luigi resource of one day of a project (`amp_export_web_2024-03-01`; the unnamed project's
+    without its name), of capacity 1 in luigid: one task of `kind` per day at a time, on any host."""
+    return "_".join(filter(None, (kind, project, day.isoformat())))
 
 
 def export_cap(config: Any, project: str) -> int:

@@ -10,16 +10,13 @@ the writer is closed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
 from amp_luigi import checksum
-from amp_luigi.errors import AmpLuigiError, ArchiveError
+from amp_luigi.errors import ArchiveError
 from amp_luigi.proof import Proof, Sent, digest, mismatch, multipart_mismatch, request_fields
-
-logger = logging.getLogger(__name__)
 
 
 class Bucket(Protocol):
@@ -38,6 +35,8 @@ class Bucket(Protocol):
     def check_store(self) -> None: ...
 
     def prove(self, key: str, why: str | None, what: str, *, discard: bool = False) -> None: ...
+
+    def best_effort(self, call: Callable[[], object], failed: str, then: str) -> None: ...
 
 
 def same_crc32(key: str, found: str, expected: str) -> None:
@@ -183,17 +182,12 @@ class ObjectWriter:
 
     def _abort(self) -> None:
         """Best effort: its failure is logged, never raised over the error that made the abort."""
-        if self._upload is None:
-            return
-        try:
-            self._upload.abort()
-        except AmpLuigiError as error:
-            logger.warning(
-                "could not abort the multipart upload of s3://%s/%s (%s): its parts stay stored (and billed) "
-                "until a lifecycle rule for incomplete multipart uploads removes them",
-                self.bucket.name,
-                self.key,
-                error,
+        if self._upload is not None:
+            self.bucket.best_effort(
+                self._upload.abort,
+                f"could not abort the multipart upload of s3://{self.bucket.name}/{self.key}",
+                "its parts stay stored (and billed) until a lifecycle rule for incomplete multipart "
+                "uploads removes them",
             )
 
     def __enter__(self) -> ObjectWriter:

@@ -145,8 +145,7 @@ class Bucket:
 
     def exists(self, key: str) -> bool:
         """One HEAD request; a missing bucket is told apart from a missing key (a HEAD's 404 cannot)."""
-        found = self.request("read", key, self.client.head_object, Key=key, missing={})
-        if found:
+        if self.head(key) is not None:
             return True
         self._check_bucket()
         return False
@@ -270,14 +269,14 @@ class Bucket:
 
     def _remove(self, key: str) -> None:
         """Removal of an object that must not stay, whose failure must not hide why."""
-        self._best_effort(
+        self.best_effort(
             lambda: self.request("delete", key, self.client.delete_object, Key=key),
             f"could not remove s3://{self.name}/{key}",
             "remove it by hand",
         )
 
     @staticmethod
-    def _best_effort(call: Callable[[], object], failed: str, then: str) -> None:
+    def best_effort(call: Callable[[], object], failed: str, then: str) -> None:
         """A clean-up whose failure is logged, never raised: it must not replace the error in hand."""
         try:
             call()

@@ -27,7 +27,7 @@ from pathlib import Path, PurePath, PurePosixPath
 from typing import IO, Any, Protocol
 
 from amp_luigi.object_reader import ObjectReader
-from amp_luigi.s3 import Bucket
+from amp_luigi.s3 import Bucket, Listed
 
 # Small reads (zip headers, names) are served from a buffer this size; larger ones go straight on.
 READ_BUFFER = 16 * 1024
@@ -187,12 +187,12 @@ class S3Area(StagingArea):
         return f"s3://{self.name}/{self.key(path)}"
 
     def exists(self, path: PurePath) -> bool:
-        return self.bucket.head(self.key(path)) is not None
+        return self.bucket.exists(self.key(path))
 
     def size(self, path: PurePath) -> int:
         return self._head(path).size
 
-    def _head(self, path: PurePath) -> Any:
+    def _head(self, path: PurePath) -> Listed:
         found = self.bucket.head(self.key(path))
         if found is None:
             raise FileNotFoundError(f"{self.where(path)} does not exist")
@@ -206,15 +206,19 @@ class S3Area(StagingArea):
     def create(self, path: PurePath) -> contextlib.AbstractContextManager[Sink]:
         return self.bucket.writer(self.key(path))
 
+    def folder(self, path: PurePath) -> str:
+        """The key prefix of everything below the directory `path` ('' for the bucket's root)."""
+        key = self.key(path).rstrip("/")
+        return f"{key}/" if key else ""
+
     def files(self, path: PurePath) -> dict[PurePath, int]:
-        prefix = self.key(path).rstrip("/")
-        listing = self.bucket.listing(f"{prefix}/" if prefix else "")
+        listing = self.bucket.listing(self.folder(path))
         return {PurePosixPath(key): listed.size for key, listed in listing.items()}
 
     def remove(self, path: PurePath) -> None:
         self.bucket.delete([self.key(path)])
 
     def remove_tree(self, path: PurePath) -> None:
-        prefix = f"{self.key(path).rstrip('/')}/"
+        prefix = self.folder(path)
         self.bucket.delete(sorted(self.bucket.listing(prefix)))
         self.bucket.abort_left_uploads(prefix)

@@ -45,7 +45,7 @@ from amp_luigi.layout import (
     marker_date,
     marker_prefix,
 )
-from amp_luigi.luigi_defaults import export_resources
+from amp_luigi.luigi_defaults import day_resource, export_resources
 from amp_luigi.progress import Progress, mib
 from amp_luigi.projects import Project, checked, project
 from amp_luigi.query.catalog import open_table, table_of
@@ -595,7 +595,7 @@ class RefreshDay(DayTask):
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         # One refresh of a day at a time, whatever its as_of (overlapping runs): a second one that
         # started while the first was removing markers would remove the first one's new download.
-        return {"_".join(filter(None, ("amp_refresh", self.project, self.date.isoformat()))): 1}
+        return {day_resource("amp_refresh", self.project, self.date): 1}
 
     def verified_at(self) -> dt.datetime | None:
         """When the day's verified marker was written (naive UTC), or None without a marker."""

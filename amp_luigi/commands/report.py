@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_luigi.commands.days import DONE, EMPTY, FAILED, MISSING, NOT_YET, DayStatus, Layer, short_count
-from amp_luigi.commands.status import WEEKDAYS, survey
+from amp_luigi.commands.status import WEEKDAYS, range_stop, survey
 from amp_luigi.proof import digest
 from amp_luigi.staging_area import LOCAL
 from amp_luigi.validation import Setting, s3_location
@@ -267,12 +267,10 @@ def _mib(size: int) -> str:
 
 def main(start: dt.date, stop: dt.date | None, *, project: str | None, out: str) -> int:
     """Write the report of [start, stop) (every project, or `project`) to `out`: a path, or
-    `s3://bucket/key.html` (uploaded proven, as every object is). 2 for a bad range or target."""
+    `s3://bucket/key.html` (uploaded proven, as every object is). 2 for a bad target; ConfigError
+    for a range without a day."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    stop = stop or now.date()
-    if stop <= start:
-        print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
-        return 2
+    stop = range_stop(start, stop, now.date())
     surveys, rule = survey(start, stop, project, now)
     reports = [ProjectReport(each.settings.where(), each.days, each.layers) for each in surveys]
     page = render(reports, rule, start, stop, now).encode()

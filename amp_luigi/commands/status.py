@@ -28,6 +28,7 @@ from amp_luigi.commands.days import (
     collect,
     short_count,
 )
+from amp_luigi.errors import ConfigError
 from amp_luigi.hours import last_available_day
 from amp_luigi.projects import Project
 from amp_luigi.volume import VolumeRule
@@ -122,6 +123,14 @@ class Survey:
     days: list[DayStatus]
 
 
+def range_stop(start: dt.date, stop: dt.date | None, today: dt.date) -> dt.date:
+    """--stop, today when not given; ConfigError when the range would hold no day."""
+    stop = stop or today
+    if stop <= start:
+        raise ConfigError(f"--stop {stop} must be after --start {start}")
+    return stop
+
+
 def survey(
     start: dt.date, stop: dt.date, project: str | None, now: dt.datetime
 ) -> tuple[list[Survey], VolumeRule]:
@@ -172,11 +181,9 @@ def main(
     project; `-` prints them instead of the calendars.
     """
     now_utc = dt.datetime.now(dt.timezone.utc)
-    stop = stop or now_utc.date()
-    if stop <= start:
-        print(f"--stop {stop} must be after --start {start}", file=sys.stderr)
-        return 2
-    calendars, rule = survey(start, stop, project, now_utc.replace(tzinfo=None))
+    calendars, rule = survey(
+        start, range_stop(start, stop, now_utc.date()), project, now_utc.replace(tzinfo=None)
+    )
     if metrics_file is not None:
         from amp_luigi.commands import metrics
 

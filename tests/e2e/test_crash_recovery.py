@@ -50,6 +50,19 @@ def start_run(workspace: Workspace, tmp_path: Path, pause: str | None = None) ->
     )
 
 
+def kill_at(workspace: Workspace, tmp_path: Path, pause: str) -> None:
+    """Run DAY until it reaches `pause` (tests/luigi_hooks.py), then SIGKILL it there."""
+    process = start_run(workspace, tmp_path, pause)
+    point = pause.rsplit(":", 1)[0].replace(":", "_")
+    signal_file = tmp_path / "signals" / point
+    poll(lambda: signal_file.exists() and signal_file.read_text(), f"the run reached {pause}", process)
+    paused = int(signal_file.read_text())  # the luigi process, or the worker checking members
+    process.kill()
+    assert process.wait() == -9
+    # A worker must not outlive its run: it would keep writing into the staging directory.
+    poll(lambda: not _alive(paused), f"process {paused} to end with the killed run")
+
+
 def hold_first_download(emulator: Emulator) -> threading.Event:
     """Make the emulator stall the first archive after its first bytes, until the returned event is set."""
     release = threading.Event()
@@ -119,15 +132,7 @@ def test_a_run_killed_at_a_point_recovers_exactly(
 ) -> None:
     if emulator.dataset.spec.padding_bytes:
         workspace.configure("storage", part_size_mib=5)
-    process = start_run(workspace, tmp_path, pause)
-    point = pause.rsplit(":", 1)[0].replace(":", "_")
-    signal_file = tmp_path / "signals" / point
-    poll(lambda: signal_file.exists() and signal_file.read_text(), f"the run reached {pause}", process)
-    paused = int(signal_file.read_text())  # the luigi process, or the worker checking members
-    process.kill()
-    assert process.wait() == -9
-    # A worker must not outlive its run: it would keep writing into the staging directory.
-    poll(lambda: not _alive(paused), f"process {paused} to end with the killed run")
+    kill_at(workspace, tmp_path, pause)
     if pause.startswith("s3:upload_part"):
         uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket).get("Uploads", [])
         assert uploads, "the kill left a multipart upload open"

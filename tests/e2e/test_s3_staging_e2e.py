@@ -25,7 +25,7 @@ import pytest
 from amp_luigi.emulator import Emulator
 from amp_luigi.testing.local import Luigid, clean_environment
 from tests.conftest import BIG, DAY, LUIGI, REPO, SMALL, Workspace
-from tests.e2e.test_crash_recovery import _alive, start_run
+from tests.e2e.test_crash_recovery import kill_at
 from tests.expect import assert_days_exact, files_under, output, poll, requested_days
 
 STAGING = "amp-staging/"
@@ -101,14 +101,7 @@ def test_a_host_killed_mid_stage_leaves_a_day_another_host_finishes_exactly_from
     stage_in_s3(workspace)
     if emulator.dataset.spec.padding_bytes:
         workspace.configure("storage", part_size_mib=5)
-    process = start_run(workspace, tmp_path, pause)
-    point = pause.rsplit(":", 1)[0].replace(":", "_")
-    signal_file = tmp_path / "signals" / point
-    poll(lambda: signal_file.exists() and signal_file.read_text(), f"the run reached {pause}", process)
-    paused = int(signal_file.read_text())
-    process.kill()
-    assert process.wait() == -9
-    poll(lambda: not _alive(paused), f"process {paused} to end with the killed run")
+    kill_at(workspace, tmp_path, pause)
 
     other = host(tmp_path, "host-b")
     run = workspace.luigi("VerifyDay", "--date", DAY.isoformat(), "--local-scheduler", env=other)
@@ -134,11 +127,7 @@ def test_a_host_killed_while_streaming_the_download_to_s3_leaves_no_archive_and_
 ) -> None:
     stage_in_s3(workspace)
     workspace.configure("storage", part_size_mib=5)
-    process = start_run(workspace, tmp_path, "s3:upload_part:1")
-    signal_file = tmp_path / "signals" / "s3_upload_part"
-    poll(lambda: signal_file.exists() and signal_file.read_text(), "the download's first part", process)
-    process.kill()
-    assert process.wait() == -9
+    kill_at(workspace, tmp_path, "s3:upload_part:1")  # the download's first part
     assert workspace.keys(DAY_STAGING) == {}, "nothing visible of a download cut short"
     uploads = workspace.s3.list_multipart_uploads(Bucket=workspace.bucket, Prefix=DAY_STAGING)
     assert [upload["Key"].rsplit("/", 2)[1] for upload in uploads.get("Uploads", [])] == ["export"]
