@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import pytest
 
 from amp_luigi.emulator import EmulatedProject, Emulator, Gate
 from amp_luigi.hours import HourRange
-from tests.conftest import DAY, SECRETS, Workspace, crc32_of
+from tests.conftest import DAY, REPO, SECRETS, Workspace, crc32_of
 
 PREFIX = "python_import/"
 POLL_DEADLINE = 60.0
@@ -109,6 +110,20 @@ def run_day(workspace: Workspace, day: dt.date = DAY, **env: str) -> subprocess.
     locks = str(workspace.path / "locks")
     return workspace.luigi(
         "VerifyDay", "--date", day.isoformat(), "--local-scheduler", "--lock-pid-dir", locks, env=env
+    )
+
+
+def run_benchmark(
+    script: str, tmp_path: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """benchmarks/`script` from this venv (--dev-venv), working and caching under `tmp_path`."""
+    dirs = ["--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args, "--dev-venv", *dirs],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -8,36 +8,17 @@ pipelines' objects differ by name, SHA-256 or event count, or miss any of the em
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e  # the benchmark starts the emulator and moto_server
+from tests.expect import run_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # the benchmark starts the emulator and moto_server
 
 
 def test_the_benchmark_runs_both_pipelines_and_they_land_the_same_events(tmp_path: Path) -> None:
-    dirs = ["--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "day.py"),
-            "--mib",
-            "3",
-            "--runs",
-            "1",
-            "--quick",
-            "--dev-venv",
-            *dirs,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    run = run_benchmark("day.py", tmp_path, "--mib", "3", "--runs", "1", "--quick", timeout=180)
     assert run.returncode == 0, run.stderr[-4000:]
     # One line per format, written after the objects were compared one by one.
     assert len(re.findall(r"same [1-9]\d* objects, [1-9]\d* events in S3", run.stderr)) == 2

@@ -7,35 +7,17 @@ stagings land different objects or S3 staging leaves an object behind.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e  # the benchmark starts the emulator and moto_server
+from tests.expect import run_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # the benchmark starts the emulator and moto_server
 
 
 def test_the_staging_benchmark_counts_what_s3_staging_adds(tmp_path: Path) -> None:
-    dirs = ["--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "staging.py"),
-            "--mib",
-            "5",
-            "--runs",
-            "1",
-            "--dev-venv",
-            *dirs,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    run = run_benchmark("staging.py", tmp_path, "--mib", "5", "--runs", "1")
     assert run.returncode == 0, run.stderr[-4000:]
     out = run.stdout
     assert "Both stagings landed the same" in out, out
